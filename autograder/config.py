@@ -1,0 +1,103 @@
+"""Per-assignment settings, read from TOML into a frozen dataclass.
+
+`assignments/NAME/assignment.toml` is public (students receive it); an optional
+`solutions/NAME/assignment.toml` overlays grader-only settings. Every field has
+a default, so an empty file is a valid config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograder.errors import ConfigError
+
+
+def _setting(default: Any, help: str) -> Any:
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    """What an instructor tunes for one assignment."""
+
+    title: str = _setting("", "Human title shown in reports.")
+    aliases: tuple[str, ...] = _setting(
+        (), "Other notebook file stems that identify this assignment (e.g. 'warmup_04')."
+    )
+    files: tuple[str, ...] = _setting(
+        (), "Files beside the template, relative to it, copied into the working folder."
+    )
+    cell_timeout_s: float = _setting(60.0, "Longest any one cell may run, in seconds.")
+    notebook_timeout_s: float = _setting(600.0, "Longest the whole notebook may run, in seconds.")
+    bridge_timeout_s: float = _setting(30.0, "Longest one call from a check into the kernel.")
+    max_value_mb: float = _setting(64.0, "Largest value a check may fetch from the kernel (MiB).")
+    seed: int = _setting(0, "Seed for random, numpy and torch before the first cell.")
+    questions: dict[str, str] = _setting({}, "Question id -> title, in the order reports use.")
+
+    @classmethod
+    def describe(cls) -> dict[str, str]:
+        """Field name -> one-line description, for docs and `verify`."""
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(cls)}
+
+    def with_overrides(self, **overrides: Any) -> AssignmentConfig:
+        """A copy with the given fields replaced; `None` values are ignored (unset CLI flags)."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return _build({**dataclasses.asdict(self), **given}, source="command-line options")
+
+
+def load_config(*paths: Path) -> AssignmentConfig:
+    """Read and merge TOML files, later ones overriding earlier; missing files are skipped."""
+    merged: dict[str, Any] = {}
+    sources = []
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            merged.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: invalid TOML: {error}") from error
+        sources.append(str(path))
+    return _build(merged, source=" + ".join(sources) or "defaults")
+
+
+def _build(values: Mapping[str, Any], *, source: str) -> AssignmentConfig:
+    fields = {f.name: f for f in dataclasses.fields(AssignmentConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    checked: dict[str, Any] = {}
+    for name, value in values.items():
+        checked[name] = _coerce(name, value, fields[name].type, source)
+    return AssignmentConfig(**checked)
+
+
+def _coerce(name: str, value: Any, declared: Any, source: str) -> Any:
+    wrong = ConfigError(f"{source}: `{name}` should be {declared}, got {value!r}")
+    if declared == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{source}: `{name}` should be a positive number, got {value!r}")
+        return float(value)
+    if declared == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if declared == "str":
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    if declared == "tuple[str, ...]":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise wrong
+        return tuple(value)
+    if declared == "dict[str, str]":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise wrong
+        return dict(value)
+    raise wrong  # pragma: no cover - every declared type is handled above

@@ -1,0 +1,111 @@
+"""Notebook intake: read a submitted file, refuse what is not a notebook, and
+make the clean copy that is executed (saved outputs are never trusted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+from autograder.errors import NotANotebookError
+
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+_SUPPORTED_MAJOR = 4
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A notebook accepted for grading."""
+
+    path: Path
+    notebook: NotebookNode  # clean copy: sources only, no outputs, nothing to trust
+    metadata: dict[str, Any]  # the original top-level metadata, for recognising the assignment
+    sha256: str
+
+
+def read_submission(path: Path) -> Submission:
+    """Read `path` as a notebook or raise `NotANotebookError` saying why not."""
+    raw = _read_bytes(path)
+    text = _decode(path, raw)
+    document = _parse_json(path, text)
+    major, minor = document.get("nbformat"), document.get("nbformat_minor", 0)
+    if not isinstance(major, int):
+        raise NotANotebookError(path, "JSON without an `nbformat` version, not a Jupyter notebook")
+    if major != _SUPPORTED_MAJOR:
+        raise NotANotebookError(
+            path,
+            f"nbformat {major} is not supported (only nbformat 4); "
+            "open it in Jupyter and save it again",
+        )
+    cells = document.get("cells")
+    if not isinstance(cells, list):
+        raise NotANotebookError(path, f"nbformat {major}.{minor} document without a cell list")
+    metadata = document.get("metadata")
+    return Submission(
+        path=path,
+        notebook=clean_copy(path, cells),
+        metadata=metadata if isinstance(metadata, dict) else {},
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def clean_copy(path: Path, cells: list[Any]) -> NotebookNode:
+    """A fresh nbformat 4.5 notebook holding only the cells' sources."""
+    notebook = nbformat.v4.new_notebook()
+    makers = {
+        "code": nbformat.v4.new_code_cell,
+        "markdown": nbformat.v4.new_markdown_cell,
+        "raw": nbformat.v4.new_raw_cell,
+    }
+    for index, cell in enumerate(cells):
+        kind = cell.get("cell_type") if isinstance(cell, dict) else None
+        source = cell.get("source", "") if isinstance(cell, dict) else None
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)
+        if kind not in makers or not isinstance(source, str):
+            raise NotANotebookError(path, f"cell {index} is malformed")
+        notebook.cells.append(makers[kind](source))
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.validate(notebook)
+    return notebook
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise NotANotebookError(path, "is a directory, not a notebook file")
+    if not path.exists():
+        raise NotANotebookError(path, "no such file")
+    size = path.stat().st_size
+    if size == 0:
+        raise NotANotebookError(path, "the file is empty")
+    if size > MAX_NOTEBOOK_BYTES:
+        raise NotANotebookError(path, f"{size} bytes is more than the {MAX_NOTEBOOK_BYTES} allowed")
+    return path.read_bytes()
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise NotANotebookError(path, "not UTF-8 text (a binary file?)") from None
+
+
+def _parse_json(path: Path, text: str) -> dict[str, Any]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        hint = " (a Python script? submit the .ipynb file)" if path.suffix == ".py" else ""
+        raise NotANotebookError(path, f"not valid JSON{hint}: {error.msg}, line {error.lineno}") from None
+    if not isinstance(document, dict):
+        raise NotANotebookError(path, "JSON that is not an object, not a Jupyter notebook")
+    return document
