@@ -70,7 +70,7 @@ class SubmissionResult:
 
     submission: str
     assignment: str | None
-    status: Literal["graded", "rejected"]
+    status: Literal["graded", "rejected", "error"]
     reason: str = ""
     student: str = ""
     score: float = 0.0

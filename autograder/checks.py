@@ -1,0 +1,181 @@
+"""Checks: pytest files run in this (trusted) process, never in the kernel.
+
+Check authors write ordinary pytest tests that take the `student` fixture (a
+`bridge.Student`) and mark each test with its question and points::
+
+    @pytest.mark.question("q1")
+    @pytest.mark.points(2)
+    def test_dtype(student):
+        assert student.fetch("x").dtype == torch.float64, "`x` should be float64"
+
+Assertion rewriting is off, so a failing check shows the student its own
+message and nothing else (hidden checks must not reveal expected values).
+pytest runs in-process, so torch stays imported between submissions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autograder.bridge import Student
+from autograder.errors import BridgeError, KernelUnavailableError, StudentCodeError, StudentNameError
+from autograder.results import CheckOutcome, CheckStatus, Visibility
+
+_ENVIRONMENT_SIGNS = (
+    "Torch not compiled with CUDA enabled",
+    "No CUDA GPUs are available",
+    "Found no NVIDIA driver",
+    "CUDA driver",
+    "no CUDA-capable device",
+    "cuda is not available",
+)
+
+
+def is_environment_failure(message: str) -> bool:
+    """True for errors caused by the grading machine (no GPU), not the student."""
+    lowered = message.lower()
+    return any(sign.lower() in lowered for sign in _ENVIRONMENT_SIGNS)
+
+
+@dataclass(frozen=True)
+class CheckFile:
+    path: Path
+    visibility: Visibility
+
+
+class Credit:
+    """Lets a check award part of its points: `credit.give(0.5, "why")`."""
+
+    def __init__(self) -> None:
+        self.fraction = 1.0
+        self.reason = ""
+
+    def give(self, fraction: float, reason: str) -> None:
+        self.fraction = min(1.0, max(0.0, float(fraction)))
+        self.reason = reason
+
+
+class _CheckSession:
+    """The pytest plugin: provides the fixtures and records every outcome."""
+
+    def __init__(self, student: Student, files: Sequence[CheckFile], environment_failure: str | None) -> None:
+        self._student = student
+        self._visibility = {f.path.resolve(): f.visibility for f in files}
+        self._environment_failure = environment_failure
+        self._credits: dict[str, Credit] = {}
+        self.outcomes: list[CheckOutcome] = []
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line("markers", "question(id): the question this check belongs to")
+        config.addinivalue_line("markers", "points(n, bonus=False): points this check is worth")
+
+    @pytest.fixture(name="student")
+    def student_fixture(self) -> Student:
+        return self._student
+
+    @pytest.fixture(name="credit")
+    def credit_fixture(self, request: pytest.FixtureRequest) -> Credit:
+        return self._credits.setdefault(request.node.nodeid, Credit())
+
+    @pytest.fixture(name="fresh_seed")
+    def fresh_seed_fixture(self) -> int:
+        """A seed the student cannot predict, for inputs the student never saw."""
+        return secrets.randbits(62)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        yield
+        if call.when == "call" or (call.when == "setup" and call.excinfo is not None):
+            self.outcomes.append(self._outcome(item, call))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            path = Path(str(report.fspath)).resolve()
+            self.outcomes.append(
+                CheckOutcome(
+                    question="(checks)",
+                    name=path.name,
+                    visibility=self._visibility.get(path, "hidden"),
+                    status="error",
+                    score=0.0,
+                    max_score=0.0,
+                    message=f"check file could not be loaded: {str(report.longrepr)[-500:]}",
+                )
+            )
+
+    def _outcome(self, item: pytest.Item, call: pytest.CallInfo[None]) -> CheckOutcome:
+        question = item.get_closest_marker("question")
+        points = item.get_closest_marker("points")
+        max_score = float(points.args[0]) if points and points.args else 1.0
+        bonus = bool(points.kwargs.get("bonus", False)) if points else False
+        credit = self._credits.get(item.nodeid, Credit())
+        status, message = self._verdict(call, credit)
+        score = max_score * credit.fraction if status == "passed" else 0.0
+        if status == "passed" and credit.fraction < 1.0:
+            status = "failed"
+        return CheckOutcome(
+            question=str(question.args[0]) if question and question.args else "(no question)",
+            name=item.name,
+            visibility=self._visibility.get(Path(str(item.path)).resolve(), "hidden"),
+            status=status,
+            score=round(score, 6),
+            max_score=max_score,
+            bonus=bonus,
+            message=message,
+        )
+
+    def _verdict(self, call: pytest.CallInfo[None], credit: Credit) -> tuple[CheckStatus, str]:
+        if call.excinfo is None:
+            return "passed", credit.reason
+        error = call.excinfo.value
+        if isinstance(error, pytest.skip.Exception):
+            return "not-run", f"skipped: {error.msg}"
+        if isinstance(error, AssertionError):
+            return "failed", str(error).strip() or "the result is not what the question asks for"
+        if isinstance(error, StudentCodeError) and is_environment_failure(str(error)):
+            return "environment", f"{error} (the grading machine has no GPU: regrade on a GPU)"
+        if isinstance(error, StudentNameError) and self._environment_failure:
+            return "environment", f"{error}: the notebook stopped at {self._environment_failure}"
+        if isinstance(error, (BridgeError, KernelUnavailableError)):
+            return "failed", str(error)
+        return "error", f"the check itself failed ({type(error).__name__}: {error}); tell your instructor"
+
+
+def run_checks(
+    files: Sequence[CheckFile],
+    student: Student,
+    *,
+    environment_failure: str | None = None,
+) -> list[CheckOutcome]:
+    """Run the given check files against `student` and return one outcome per check."""
+    if not files:
+        return []
+    session = _CheckSession(student, files, environment_failure)
+    with tempfile.TemporaryDirectory(prefix="autograder-checks-") as scratch:
+        ini = Path(scratch) / "pytest.ini"
+        ini.write_text("[pytest]\n", encoding="utf-8")
+        arguments: list[Any] = [
+            *(str(f.path) for f in files),
+            "-c", str(ini),
+            "--rootdir", scratch,
+            "--import-mode=importlib",
+            "--assert=plain",
+            "--strict-markers",
+            "-p", "no:cacheprovider",
+            "-p", "no:stepwise",
+            "-q",
+            "--no-header",
+            "--disable-warnings",
+        ]
+        with contextlib.redirect_stdout(io.StringIO()):  # pytest's own summary is not ours to print
+            pytest.main(arguments, plugins=[session])
+    return session.outcomes

@@ -1,0 +1,137 @@
+"""Grading one submission: intake -> execution -> checks -> scoring -> result.
+
+`grade_notebook` never raises for a bad submission: whatever goes wrong
+becomes a result with a status and a reason, so a batch always goes on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.checks import CheckFile, is_environment_failure, run_checks
+from autograder.course import Assignment, Course
+from autograder.environment import describe_environment, grader_version
+from autograder.errors import NotANotebookError, UnknownAssignmentError
+from autograder.execution import executed_notebook
+from autograder.intake import Submission, read_submission
+from autograder.results import ExecutionReport, SubmissionResult
+from autograder.scoring import score_outcomes
+
+
+@dataclass(frozen=True)
+class GradingOptions:
+    """How to grade, beyond what the assignment's config says."""
+
+    public_only: bool = False  # the student's self-check
+    cell_timeout_s: float | None = None
+    notebook_timeout_s: float | None = None
+
+
+def grade_notebook(
+    path: Path,
+    *,
+    course: Course,
+    assignment_name: str | None = None,
+    options: GradingOptions = GradingOptions(),
+) -> SubmissionResult:
+    """Grade one notebook file and return its result (graded, rejected or error)."""
+    started = time.monotonic()
+    try:
+        submission = read_submission(path)
+    except NotANotebookError as error:
+        return _unfinished(path, assignment_name, "rejected", error.reason)
+    try:
+        if assignment_name is None:
+            assignment, _ = course.recognise(submission)
+        else:
+            assignment = course.get(assignment_name)
+    except UnknownAssignmentError as error:
+        return _unfinished(path, assignment_name, "rejected", str(error), submission.sha256)
+    try:
+        return _grade(submission, assignment, options, started)
+    except Exception as error:  # one submission's failure must not stop a batch
+        reason = f"the grader failed on this submission: {type(error).__name__}: {error}"
+        return _unfinished(path, assignment.name, "error", reason, submission.sha256)
+
+
+def _grade(submission: Submission, assignment: Assignment, options: GradingOptions, started: float) -> SubmissionResult:
+    config = assignment.config.with_overrides(
+        cell_timeout_s=options.cell_timeout_s, notebook_timeout_s=options.notebook_timeout_s
+    )
+    files = [CheckFile(p, "public") for p in assignment.public_checks]
+    if not options.public_only:
+        files += [CheckFile(p, "hidden") for p in assignment.hidden_checks]
+    intake_s = time.monotonic() - started
+    with tempfile.TemporaryDirectory(prefix="autograder-work-") as work:
+        workdir = Path(work)
+        _provide_files(assignment, workdir)
+        with executed_notebook(submission.notebook, workdir=workdir, config=config) as (report, student):
+            checks_started = time.monotonic()
+            outcomes = run_checks(files, student, environment_failure=_environment_failure(report))
+            checks_s = time.monotonic() - checks_started
+    sheet = score_outcomes(outcomes, config.questions)
+    return SubmissionResult(
+        submission=str(submission.path),
+        assignment=assignment.name,
+        status="graded",
+        score=sheet.score,
+        max_score=sheet.max_score,
+        bonus=sheet.bonus,
+        bonus_max=sheet.bonus_max,
+        questions=sheet.questions,
+        checks=tuple(outcomes),
+        execution=report,
+        timings={
+            "intake_s": round(intake_s, 3),
+            "execution_s": report.seconds,
+            "checks_s": round(checks_s, 3),
+            "total_s": round(time.monotonic() - started, 3),
+        },
+        environment=describe_environment(),
+        submission_sha256=submission.sha256,
+        grader_version=grader_version(),
+        graded_at=_now(),
+    )
+
+
+def _provide_files(assignment: Assignment, workdir: Path) -> None:
+    """Copy only what the assignment provides into the fresh working folder."""
+    for relative in assignment.config.files:
+        source = assignment.public_dir / relative
+        target = workdir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+
+
+def _environment_failure(report: ExecutionReport) -> str | None:
+    for error in report.cell_errors:
+        if is_environment_failure(f"{error.exception}: {error.message}"):
+            return f"cell {error.cell_index} ({error.exception}: {error.message[:120]})"
+    return None
+
+
+def _unfinished(
+    path: Path, assignment: str | None, status: str, reason: str, sha256: str = ""
+) -> SubmissionResult:
+    return SubmissionResult(
+        submission=str(path),
+        assignment=assignment,
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+        environment=describe_environment(),
+        submission_sha256=sha256,
+        grader_version=grader_version(),
+        graded_at=_now(),
+    )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
