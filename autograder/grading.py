@@ -10,6 +10,7 @@ import datetime
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +39,13 @@ def grade_notebook(
     course: Course,
     assignment_name: str | None = None,
     options: GradingOptions = GradingOptions(),
+    on_assignment: Callable[[Path, str, str], None] | None = None,
 ) -> SubmissionResult:
-    """Grade one notebook file and return its result (graded, rejected or error)."""
+    """Grade one notebook file and return its result (graded, rejected or error).
+
+    `on_assignment(path, name, how)` is called once the assignment is known,
+    so a caller can say which one was chosen and why.
+    """
     started = time.monotonic()
     try:
         submission = read_submission(path)
@@ -47,11 +53,13 @@ def grade_notebook(
         return _unfinished(path, assignment_name, "rejected", error.reason)
     try:
         if assignment_name is None:
-            assignment, _ = course.recognise(submission)
+            assignment, how = course.recognise(submission)
         else:
-            assignment = course.get(assignment_name)
+            assignment, how = course.get(assignment_name), "as asked with -a"
     except UnknownAssignmentError as error:
         return _unfinished(path, assignment_name, "rejected", str(error), submission.sha256)
+    if on_assignment is not None:
+        on_assignment(path, assignment.name, how)
     try:
         return _grade(submission, assignment, options, started)
     except Exception as error:  # one submission's failure must not stop a batch

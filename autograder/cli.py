@@ -1,0 +1,156 @@
+"""The `autograder` command. Each command parses its options and calls one
+library function; errors become a one-line message and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from autograder.contract import verify_assignment
+from autograder.course import Course
+from autograder.errors import AutograderError, UsageError
+from autograder.grading import GradingOptions, grade_notebook
+from autograder.report import render_grade, render_self_check
+from autograder.results import SubmissionResult
+
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False)
+
+
+def _course(context: click.Context) -> Course:
+    root = context.obj.get("course")
+    return Course(root) if root is not None else Course.default()
+
+
+def _say_assignment(path: Path, name: str, how: str) -> None:
+    _err.print(f"[dim]{path.name}: assignment {name} ({how})[/]")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--course",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Course folder holding assignments/ and solutions/ (default: this project's).",
+)
+@click.pass_context
+def cli(context: click.Context, course: Path | None) -> None:
+    """Grade deep-learning notebook assignments."""
+    context.obj = {"course": course}
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-a", "--assignment", help="Assignment name (default: recognised per notebook).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the result here (one notebook).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write one result JSON per notebook here.")
+@click.option("--cell-timeout", type=float, help="Override the config's per-cell limit (seconds).")
+@click.option("--notebook-timeout", type=float, help="Override the config's whole-notebook limit (seconds).")
+@click.pass_context
+def grade(
+    context: click.Context,
+    paths: tuple[Path, ...],
+    assignment: str | None,
+    json_path: Path | None,
+    out: Path | None,
+    cell_timeout: float | None,
+    notebook_timeout: float | None,
+) -> int:
+    """Grade notebooks with public and hidden checks.
+
+    Exit 0 when every notebook was graded (whatever its score), 2 when one was
+    rejected (not a notebook, unknown assignment), 1 when the grader failed.
+    """
+    if json_path is not None and len(paths) != 1:
+        raise UsageError("--json takes one notebook; use --out DIR for several")
+    course = _course(context)
+    if assignment is not None:
+        course.get(assignment)  # an unknown name is a usage error before any work
+    options = GradingOptions(cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout)
+    results = []
+    for path in paths:
+        result = grade_notebook(
+            path, course=course, assignment_name=assignment, options=options, on_assignment=_say_assignment
+        )
+        render_grade(result, _out)
+        _write(result, json_path, out)
+        results.append(result)
+    return _exit_code(results)
+
+
+@cli.command()
+@click.argument("notebook", type=click.Path(path_type=Path))
+@click.option("-a", "--assignment", help="Assignment name (default: guessed from the notebook).")
+@click.pass_context
+def check(context: click.Context, notebook: Path, assignment: str | None) -> int:
+    """Self-check a notebook with the public checks only.
+
+    Exit 0 when every public check passes, 1 when some fail, 2 when the file
+    cannot be checked.
+    """
+    result = grade_notebook(
+        notebook,
+        course=_course(context),
+        assignment_name=assignment,
+        options=GradingOptions(public_only=True),
+        on_assignment=_say_assignment,
+    )
+    render_self_check(result, _out)
+    if result.status != "graded":
+        return _exit_code([result])
+    return 0 if all(c.status == "passed" for c in result.checks) else 1
+
+
+@cli.command(name="list")
+@click.pass_context
+def list_assignments(context: click.Context) -> int:
+    """List the assignments this course has: name, then title."""
+    course = _course(context)
+    for name in course.names():
+        _out.print(f"{name}\t{course.get(name).config.title}")
+    return 0
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+def verify(context: click.Context, name: str) -> int:
+    """Check an assignment's contract: full marks, zero template, no leaks."""
+    findings = verify_assignment(_course(context), name)
+    for finding in findings:
+        _out.print(f"{'[green]ok[/]  ' if finding.ok else '[red]FAIL[/]'} {finding.what}")
+    return 0 if all(f.ok for f in findings) else 1
+
+
+def _write(result: SubmissionResult, json_path: Path | None, out: Path | None) -> None:
+    if json_path is not None:
+        json_path.write_text(result.to_json(), encoding="utf-8")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{Path(result.submission).stem}.json").write_text(result.to_json(), encoding="utf-8")
+
+
+def _exit_code(results: list[SubmissionResult]) -> int:
+    if any(r.status == "rejected" for r in results):
+        return 2
+    if any(r.status == "error" for r in results):
+        return 1
+    return 0
+
+
+def main() -> None:
+    """Console entry point: map every expected error to a message and an exit code."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _err.print("interrupted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2 if isinstance(error, click.UsageError) else error.exit_code)
+    except AutograderError as error:
+        _err.print(f"error: {error}", markup=False)
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
