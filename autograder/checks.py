@@ -140,7 +140,7 @@ class _CheckSession:
         if isinstance(error, pytest.skip.Exception):
             return "not-run", f"skipped: {error.msg}"
         if isinstance(error, AssertionError):
-            return "failed", str(error).strip() or "the result is not what the question asks for"
+            return "failed", _author_message(error)
         if isinstance(error, StudentCodeError) and is_environment_failure(str(error)):
             return "environment", f"{error} (the grading machine has no GPU: regrade on a GPU)"
         if isinstance(error, StudentNameError) and self._environment_failure:
@@ -148,6 +148,15 @@ class _CheckSession:
         if isinstance(error, (BridgeError, KernelUnavailableError)):
             return "failed", str(error)
         return "error", f"the check itself failed ({type(error).__name__}: {error}); tell your instructor"
+
+
+def _author_message(error: AssertionError) -> str:
+    """The check author's own words only: never pytest's explanation, which
+    would show the expected value (it appears when assertions were rewritten)."""
+    first = str(error).strip().split("\n", 1)[0]
+    if not first or first.startswith("assert "):
+        return "the result is not what the question asks for"
+    return first
 
 
 def run_checks(
