@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.blocking.client import BlockingKernelClient
 
 from autograder import wire
 from autograder.errors import (
@@ -93,7 +93,7 @@ class Student:
 
     def __init__(
         self,
-        connection_info: dict[str, Any],
+        connection_info: Mapping[str, Any],
         *,
         timeout_s: float,
         max_bytes: int,
@@ -107,7 +107,7 @@ class Student:
         self._kill = kill
         self.unavailable = unavailable
         self._client = BlockingKernelClient()
-        self._client.load_connection_info(connection_info)
+        self._client.load_connection_info(dict(connection_info))  # type: ignore[arg-type]
         self._client.start_channels()
         self._await_subscription()
 

@@ -44,8 +44,15 @@ def cli(context: click.Context, course: Path | None) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-a", "--assignment", help="Assignment name (default: recognised per notebook).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the result here (one notebook).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write one result JSON per notebook here.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the result here (one notebook).",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Write one result JSON per notebook here."
+)
 @click.option("--cell-timeout", type=float, help="Override the config's per-cell limit (seconds).")
 @click.option("--notebook-timeout", type=float, help="Override the config's whole-notebook limit (seconds).")
 @click.pass_context
@@ -109,7 +116,7 @@ def list_assignments(context: click.Context) -> int:
     """List the assignments this course has: name, then title."""
     course = _course(context)
     for name in course.names():
-        _out.print(f"{name}\t{course.get(name).config.title}")
+        click.echo(f"{name}\t{course.get(name).config.title}")
     return 0
 
 

@@ -8,11 +8,12 @@ a default, so an empty file is a valid config.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from autograder.errors import ConfigError
 
@@ -31,9 +32,7 @@ class AssignmentConfig:
     aliases: tuple[str, ...] = _setting(
         (), "Other notebook file stems that identify this assignment (e.g. 'warmup_04')."
     )
-    files: tuple[str, ...] = _setting(
-        (), "Files beside the template, relative to it, copied into the working folder."
-    )
+    files: tuple[str, ...] = _setting((), "Files beside the template, relative to it, copied into the working folder.")
     cell_timeout_s: float = _setting(60.0, "Longest any one cell may run, in seconds.")
     notebook_timeout_s: float = _setting(600.0, "Longest the whole notebook may run, in seconds.")
     bridge_timeout_s: float = _setting(30.0, "Longest one call from a check into the kernel.")

@@ -8,7 +8,17 @@ import platform
 import sys
 from typing import Any
 
-_LIBRARIES = ("autograder", "torch", "torchvision", "numpy", "matplotlib", "nbclient", "nbformat", "ipykernel", "pytest")
+_LIBRARIES = (
+    "autograder",
+    "torch",
+    "torchvision",
+    "numpy",
+    "matplotlib",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "pytest",
+)
 
 
 def grader_version() -> str:
@@ -20,7 +30,7 @@ def describe_environment() -> dict[str, Any]:
     """Library versions and the compute device; computed once per process."""
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _LIBRARIES:
         try:
             versions[name] = importlib.metadata.version(name)

@@ -42,7 +42,7 @@ class KernelLaunch:
     sandbox: str = "none"
 
 
-class _GraderKernelSpecs(KernelSpecManager):  # type: ignore[misc]
+class _GraderKernelSpecs(KernelSpecManager):
     """Offers exactly one kernel: the one the grader builds."""
 
     def __init__(self, launch: KernelLaunch, **kwargs: Any) -> None:
@@ -79,10 +79,10 @@ def default_launch(runtime: Path) -> KernelLaunch:
 
 def seed_code(seed: int) -> str:
     return (
-        "import random as _r; _r.seed({s}); del _r\n"
-        "try:\n    import numpy as _n; _n.random.seed({s}); del _n\nexcept ImportError:\n    pass\n"
-        "try:\n    import torch as _t; _t.manual_seed({s}); del _t\nexcept ImportError:\n    pass\n"
-    ).format(s=seed)
+        f"import random as _r; _r.seed({seed}); del _r\n"
+        f"try:\n    import numpy as _n; _n.random.seed({seed}); del _n\nexcept ImportError:\n    pass\n"
+        f"try:\n    import torch as _t; _t.manual_seed({seed}); del _t\nexcept ImportError:\n    pass\n"
+    )
 
 
 @contextmanager
@@ -157,16 +157,32 @@ def _run_cells(
             client.execute_cell(cell, index)
         except CellTimeoutError:
             cells_run += 1
-            errors.append(CellError(index, "timeout", "CellTimeoutError", f"ran past {client.timeout} s and was interrupted"))
+            errors.append(
+                CellError(index, "timeout", "CellTimeoutError", f"ran past {client.timeout} s and was interrupted")
+            )
             if not student.interrupt_and_wait():
                 status = "kernel-died"
-                errors.append(CellError(index, "kernel-died", "KernelStuck", "the kernel ignored the interrupt and was stopped"))
+                errors.append(
+                    CellError(
+                        index,
+                        "kernel-died",
+                        "KernelStuck",
+                        "the kernel ignored the interrupt and was stopped",
+                    )
+                )
                 break
             continue
         except DeadKernelError:
             cells_run += 1
             status = "kernel-died"
-            errors.append(CellError(index, "kernel-died", "DeadKernelError", "the kernel died while this cell ran (out of memory, os._exit, a crash)"))
+            errors.append(
+                CellError(
+                    index,
+                    "kernel-died",
+                    "DeadKernelError",
+                    "the kernel died while this cell ran (out of memory, os._exit, a crash)",
+                )
+            )
             break
         cells_run += 1
         _cap_outputs(cell)
@@ -183,7 +199,12 @@ def _run_cells(
 
 def _not_run(indices: list[int], budget: float) -> CellError:
     first = indices[0]
-    return CellError(first, "not-run", "NotebookTimeout", f"the notebook's {budget:g} s budget ran out; {len(indices)} code cell(s) from here on did not run")
+    return CellError(
+        first,
+        "not-run",
+        "NotebookTimeout",
+        f"the notebook's {budget:g} s budget ran out; {len(indices)} code cell(s) from here on did not run",
+    )
 
 
 def _cell_errors(cell: NotebookNode, index: int) -> list[CellError]:

@@ -126,9 +126,7 @@ def _environment_failure(report: ExecutionReport) -> str | None:
     return None
 
 
-def _unfinished(
-    path: Path, assignment: str | None, status: str, reason: str, sha256: str = ""
-) -> SubmissionResult:
+def _unfinished(path: Path, assignment: str | None, status: str, reason: str, sha256: str = "") -> SubmissionResult:
     return SubmissionResult(
         submission=str(path),
         assignment=assignment,

@@ -40,8 +40,7 @@ def read_submission(path: Path) -> Submission:
     if major != _SUPPORTED_MAJOR:
         raise NotANotebookError(
             path,
-            f"nbformat {major} is not supported (only nbformat 4); "
-            "open it in Jupyter and save it again",
+            f"nbformat {major} is not supported (only nbformat 4); open it in Jupyter and save it again",
         )
     cells = document.get("cells")
     if not isinstance(cells, list):
@@ -57,7 +56,7 @@ def read_submission(path: Path) -> Submission:
 
 def clean_copy(path: Path, cells: list[Any]) -> NotebookNode:
     """A fresh nbformat 4.5 notebook holding only the cells' sources."""
-    notebook = nbformat.v4.new_notebook()
+    notebook: NotebookNode = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
     makers = {
         "code": nbformat.v4.new_code_cell,
         "markdown": nbformat.v4.new_markdown_cell,
@@ -70,7 +69,7 @@ def clean_copy(path: Path, cells: list[Any]) -> NotebookNode:
             source = "".join(source)
         if kind not in makers or not isinstance(source, str):
             raise NotANotebookError(path, f"cell {index} is malformed")
-        notebook.cells.append(makers[kind](source))
+        notebook.cells.append(makers[kind](source))  # type: ignore[no-untyped-call]
     notebook.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",

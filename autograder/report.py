@@ -11,7 +11,13 @@ from rich.table import Table
 
 from autograder.results import CheckOutcome, SubmissionResult
 
-_MARKS = {"passed": "[green]✔[/]", "failed": "[red]✘[/]", "error": "[magenta]![/]", "not-run": "[yellow]-[/]", "environment": "[cyan]⚙[/]"}
+_MARKS = {
+    "passed": "[green]✔[/]",
+    "failed": "[red]✘[/]",
+    "error": "[magenta]![/]",
+    "not-run": "[yellow]-[/]",
+    "environment": "[cyan]⚙[/]",
+}
 
 
 def render_grade(result: SubmissionResult, console: Console) -> None:
@@ -73,4 +79,6 @@ def _render_execution(result: SubmissionResult, console: Console) -> None:
             f"[yellow]cell {error.cell_index}[/] {error.kind}: {escape(error.exception)}: {escape(error.message[:200])}"
         )
     if execution.status != "completed":
-        console.print(f"[red]notebook {execution.status}[/] after {execution.cells_run}/{execution.code_cells} code cells")
+        console.print(
+            f"[red]notebook {execution.status}[/] after {execution.cells_run}/{execution.code_cells} code cells"
+        )

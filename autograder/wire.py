@@ -22,7 +22,8 @@ import base64
 import io
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MIME = "application/vnd.autograder.bridge+json"
 MAX_DEPTH = 24
@@ -93,10 +94,16 @@ class Encoder:
                 return self._module(value, torch)
         if numpy is not None:
             if isinstance(value, numpy.ndarray) and value.dtype.kind in "biufc":
-                index = self._add(torch.from_numpy(numpy.ascontiguousarray(value).copy()))
+                import torch as torch_for_arrays
+
+                index = self._add(torch_for_arrays.from_numpy(numpy.ascontiguousarray(value).copy()))
                 return {"t": "ndarray", "index": index, "dtype": str(value.dtype)}
             if isinstance(value, numpy.generic) and value.dtype.kind in "biuf":
-                return {"t": "npscalar", "dtype": str(value.dtype), "value": self.encode(value.item(), depth + 1)}
+                return {
+                    "t": "npscalar",
+                    "dtype": str(value.dtype),
+                    "value": self.encode(value.item(), depth + 1),
+                }
         return {"t": "object", "type": _type_name(value), "repr": _safe_repr(value)}
 
     def _tensor(self, value: Any, torch: Any) -> dict[str, Any]:
@@ -111,10 +118,7 @@ class Encoder:
         }
 
     def _module(self, module: Any, torch: Any) -> dict[str, Any]:
-        parameters = [
-            [name, [int(n) for n in p.shape], bool(p.requires_grad)]
-            for name, p in module.named_parameters()
-        ]
+        parameters = [[name, [int(n) for n in p.shape], bool(p.requires_grad)] for name, p in module.named_parameters()]
         state = {}
         if self.module_state:
             state = {name: self._tensor(t, torch) for name, t in module.state_dict().items()}
@@ -262,7 +266,7 @@ def serve(request_text: str) -> None:
         reply.update(ok=False, kind="raised", exception=type(error).__name__, message=_safe_message(error))
     from IPython.display import publish_display_data
 
-    publish_display_data({MIME: json.dumps(reply)})
+    publish_display_data({MIME: json.dumps(reply)})  # type: ignore[no-untyped-call]
 
 
 class _Missing(Exception):

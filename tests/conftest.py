@@ -34,8 +34,7 @@ def real_submissions() -> Path:
 def graded_solutions(course: Course) -> dict[str, SubmissionResult]:
     """Every reference notebook, graded once."""
     return {
-        name: grade_notebook(course.get(name).solution, course=course, assignment_name=name)
-        for name in course.names()
+        name: grade_notebook(course.get(name).solution, course=course, assignment_name=name) for name in course.names()
     }
 
 
@@ -43,8 +42,7 @@ def graded_solutions(course: Course) -> dict[str, SubmissionResult]:
 def graded_templates(course: Course) -> dict[str, SubmissionResult]:
     """Every blank template, graded once."""
     return {
-        name: grade_notebook(course.get(name).template, course=course, assignment_name=name)
-        for name in course.names()
+        name: grade_notebook(course.get(name).template, course=course, assignment_name=name) for name in course.names()
     }
 
 

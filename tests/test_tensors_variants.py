@@ -53,7 +53,14 @@ VARIANTS = [
         "is not defined",
         cell_timeout_s=3,
     ),
-    Variant("missing-name", "def gradient_at(fn, x):", "def grad_at(fn, x):", "q9", 3, "`gradient_at` is not defined"),
+    Variant(
+        "missing-name",
+        "def gradient_at(fn, x):",
+        "def grad_at(fn, x):",
+        "q9",
+        3,
+        "`gradient_at` is not defined",
+    ),
     Variant(
         "not-in-place",
         "return t.mul_(2)",
@@ -67,9 +74,13 @@ VARIANTS = [
 
 
 @pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: v.id)
-def variant_result(request: pytest.FixtureRequest, course: Course, tmp_path_factory: pytest.TempPathFactory) -> tuple[Variant, SubmissionResult]:
+def variant_result(
+    request: pytest.FixtureRequest, course: Course, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Variant, SubmissionResult]:
     variant: Variant = request.param
-    path = edited_solution(course, TENSORS, tmp_path_factory.mktemp(variant.id) / "02_tensors.ipynb", variant.old, variant.new)
+    path = edited_solution(
+        course, TENSORS, tmp_path_factory.mktemp(variant.id) / "02_tensors.ipynb", variant.old, variant.new
+    )
     return variant, grade(course, path, cell_timeout_s=variant.cell_timeout_s)
 
 
@@ -87,7 +98,9 @@ def test_variant_message_names_the_problem(variant_result: tuple[Variant, Submis
     assert any(variant.says in m for m in messages), messages
 
 
-def test_later_cells_still_run_after_an_error_or_timeout(variant_result: tuple[Variant, SubmissionResult]) -> None:
+def test_later_cells_still_run_after_an_error_or_timeout(
+    variant_result: tuple[Variant, SubmissionResult],
+) -> None:
     variant, result = variant_result
     assert result.execution is not None
     assert result.execution.cells_run == result.execution.code_cells
@@ -97,7 +110,9 @@ def test_later_cells_still_run_after_an_error_or_timeout(variant_result: tuple[V
         assert [e.kind for e in result.execution.cell_errors][:1] == ["timeout"]
 
 
-def test_hidden_messages_do_not_reveal_expected_values(variant_result: tuple[Variant, SubmissionResult]) -> None:
+def test_hidden_messages_do_not_reveal_expected_values(
+    variant_result: tuple[Variant, SubmissionResult],
+) -> None:
     _, result = variant_result
     for check in result.checks:
         if check.visibility == "hidden" and check.status != "passed":

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Make .venv/ in the checkout with everything the grader and its tests need.
+# Safe to rerun: an existing .venv is reused and brought up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian's python3.11 (not a Python under /root) so that the unprivileged
+# sandbox user can run the same environment.
+python=python3
+for candidate in /usr/bin/python3.11 /usr/bin/python3; do
+    if [ -x "$candidate" ]; then python=$candidate; break; fi
+done
+
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+echo "ready: .venv/bin/autograder"
