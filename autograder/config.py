@@ -38,6 +38,9 @@ class AssignmentConfig:
     bridge_timeout_s: float = _setting(30.0, "Longest one call from a check into the kernel.")
     max_value_mb: float = _setting(64.0, "Largest value a check may fetch from the kernel (MiB).")
     seed: int = _setting(0, "Seed for random, numpy and torch before the first cell.")
+    memory_mb: int = _setting(4096, "Sandbox: memory for the kernel and all it starts (MiB).")
+    processes: int = _setting(256, "Sandbox: most processes and threads at once.")
+    scratch_mb: int = _setting(1024, "Sandbox: size of the working folder and of /tmp (MiB).")
     questions: dict[str, str] = _setting({}, "Question id -> title, in the order reports use.")
 
     @classmethod
@@ -84,7 +87,7 @@ def _coerce(name: str, value: Any, declared: Any, source: str) -> Any:
             raise ConfigError(f"{source}: `{name}` should be a positive number, got {value!r}")
         return float(value)
     if declared == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, int) or (name != "seed" and value <= 0):
             raise wrong
         return value
     if declared == "str":

@@ -8,16 +8,14 @@ IPC sockets, which keep working when the kernel has no network.
 
 from __future__ import annotations
 
+import json
 import math
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import nbformat
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -28,18 +26,11 @@ from nbformat import NotebookNode
 from autograder.bridge import Student
 from autograder.config import AssignmentConfig
 from autograder.results import CellError, ExecutionReport
+from autograder.sandbox import KernelLaunch, Workspace
 
 KERNEL_NAME = "autograder-python"
-_OUTPUT_LIMIT = 100_000  # characters kept per stream output; the rest is cut
-
-
-@dataclass(frozen=True)
-class KernelLaunch:
-    """How to start the kernel process: the command and its environment."""
-
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    sandbox: str = "none"
+_OUTPUT_LIMIT = 1_000_000  # bytes of output kept per cell; the rest is dropped
+_CUT = "\n[output past the grader's limit was dropped]\n"
 
 
 class _GraderKernelSpecs(KernelSpecManager):
@@ -53,28 +44,27 @@ class _GraderKernelSpecs(KernelSpecManager):
         return {KERNEL_NAME: ""}
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(
-            argv=list(self._launch.argv),
-            display_name="Autograder Python",
-            language="python",
-            env={},
-        )
+        return KernelSpec(argv=list(self._launch.argv), display_name="Autograder Python", language="python", env={})
 
 
-def default_launch(runtime: Path) -> KernelLaunch:
-    """An unsandboxed kernel in this environment, with nothing carried over from the user."""
-    ipython_dir = runtime / "ipython"
-    ipython_dir.mkdir(parents=True, exist_ok=True)
-    argv = (
-        sys.executable,
-        "-m",
-        "ipykernel_launcher",
-        "-f",
-        "{connection_file}",
-        "--HistoryManager.enabled=False",
-    )
-    env = {"MPLBACKEND": "Agg", "PYTHONNOUSERSITE": "1", "IPYTHONDIR": str(ipython_dir)}
-    return KernelLaunch(argv=argv, env=env)
+class _CappedNotebookClient(NotebookClient):
+    """nbclient offers no hook on each output, so this one method is overridden:
+    output past the cap is dropped as it arrives, not stored and cut later."""
+
+    output_limit = _OUTPUT_LIMIT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._output_bytes: dict[int, int] = {}
+
+    def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
+        used = self._output_bytes.get(cell_index, 0)
+        self._output_bytes[cell_index] = used + len(json.dumps(msg.get("content", {})))
+        if used >= self.output_limit:
+            if not outs or outs[-1].get("text") != _CUT:
+                outs.append(nbformat.v4.new_output("stream", name="stderr", text=_CUT))  # type: ignore[no-untyped-call]
+            return None
+        return super().output(outs, msg, display_id, cell_index)
 
 
 def seed_code(seed: int) -> str:
@@ -89,48 +79,45 @@ def seed_code(seed: int) -> str:
 def executed_notebook(
     notebook: NotebookNode,
     *,
-    workdir: Path,
+    workspace: Workspace,
     config: AssignmentConfig,
-    launch: KernelLaunch | None = None,
 ) -> Iterator[tuple[ExecutionReport, Student]]:
-    """Run every code cell of `notebook` in `workdir`; yield how it went and a
+    """Run every code cell of `notebook` in the workspace; yield how it went and a
     `Student` bridge to the still-running kernel, which is stopped on exit."""
-    with tempfile.TemporaryDirectory(prefix="autograder-kernel-") as runtime_name:
-        runtime = Path(runtime_name)
-        launch = launch or default_launch(runtime)
-        manager = AsyncKernelManager(
-            kernel_spec_manager=_GraderKernelSpecs(launch),
-            kernel_name=KERNEL_NAME,
-            transport="ipc",
-            ip=str(runtime / "kernel"),
-            connection_file=str(runtime / "connection.json"),
+    launch = workspace.launch
+    manager = AsyncKernelManager(
+        kernel_spec_manager=_GraderKernelSpecs(launch),
+        kernel_name=KERNEL_NAME,
+        transport="ipc",
+        ip=str(workspace.runtime / "kernel"),
+        connection_file=str(workspace.runtime / "connection.json"),
+    )
+    client = _CappedNotebookClient(
+        notebook,
+        km=manager,
+        allow_errors=True,
+        interrupt_on_timeout=False,
+        startup_timeout=120,
+        iopub_timeout=10,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(workspace.workdir)}},
+    )
+    with client.setup_kernel(cleanup_kc=True, env=launch.env, cwd=str(workspace.workdir)):
+        student = Student(
+            manager.get_connection_info(),
+            timeout_s=config.bridge_timeout_s,
+            max_bytes=int(config.max_value_mb * 1024 * 1024),
+            interrupt=run_sync(manager.interrupt_kernel),
+            kill=lambda: run_sync(manager.shutdown_kernel)(now=True),
         )
-        client = NotebookClient(
-            notebook,
-            km=manager,
-            allow_errors=True,
-            interrupt_on_timeout=False,
-            startup_timeout=120,
-            iopub_timeout=10,
-            kernel_name=KERNEL_NAME,
-            resources={"metadata": {"path": str(workdir)}},
-        )
-        with client.setup_kernel(cleanup_kc=True, env=launch.env, cwd=str(workdir)):
-            student = Student(
-                manager.get_connection_info(),
-                timeout_s=config.bridge_timeout_s,
-                max_bytes=int(config.max_value_mb * 1024 * 1024),
-                interrupt=run_sync(manager.interrupt_kernel),
-                kill=lambda: run_sync(manager.shutdown_kernel)(now=True),
-            )
-            try:
-                student.run_internal(seed_code(config.seed), timeout_s=120)
-                report = _run_cells(client, notebook, config, student, launch.sandbox)
-                if report.status == "kernel-died":
-                    student.unavailable = _death_reason(report)
-                yield report, student
-            finally:
-                student.close()
+        try:
+            student.run_internal(seed_code(config.seed), timeout_s=120)
+            report = _run_cells(client, notebook, config, student, launch.sandbox)
+            if report.status == "kernel-died":
+                student.unavailable = _death_reason(report)
+            yield report, student
+        finally:
+            student.close()
 
 
 def _run_cells(
@@ -185,7 +172,6 @@ def _run_cells(
             )
             break
         cells_run += 1
-        _cap_outputs(cell)
         errors.extend(_cell_errors(cell, index))
     return ExecutionReport(
         status=status,
@@ -213,12 +199,6 @@ def _cell_errors(cell: NotebookNode, index: int) -> list[CellError]:
         for output in cell.get("outputs", [])
         if output.get("output_type") == "error"
     ]
-
-
-def _cap_outputs(cell: NotebookNode) -> None:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream" and len(output.get("text", "")) > _OUTPUT_LIMIT:
-            output["text"] = output["text"][:_OUTPUT_LIMIT] + "\n[output cut by the grader]\n"
 
 
 def _death_reason(report: ExecutionReport) -> str:

@@ -7,8 +7,8 @@ becomes a result with a status and a reason, so a batch always goes on.
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from autograder.errors import NotANotebookError, UnknownAssignmentError
 from autograder.execution import executed_notebook
 from autograder.intake import Submission, read_submission
 from autograder.results import ExecutionReport, SubmissionResult
+from autograder.sandbox import open_workspace
 from autograder.scoring import score_outcomes
 
 
@@ -75,10 +76,10 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
     if not options.public_only:
         files += [CheckFile(p, "hidden") for p in assignment.hidden_checks]
     intake_s = time.monotonic() - started
-    with tempfile.TemporaryDirectory(prefix="autograder-work-") as work:
-        workdir = Path(work)
-        _provide_files(assignment, workdir)
-        with executed_notebook(submission.notebook, workdir=workdir, config=config) as (report, student):
+    hide = [assignment.solution_dir, submission.path.resolve().parent]
+    with open_workspace(config, hide=hide) as workspace:
+        _provide_files(assignment, workspace.workdir)
+        with executed_notebook(submission.notebook, workspace=workspace, config=config) as (report, student):
             checks_started = time.monotonic()
             outcomes = run_checks(files, student, environment_failure=_environment_failure(report))
             checks_s = time.monotonic() - checks_started
@@ -117,6 +118,9 @@ def _provide_files(assignment: Assignment, workdir: Path) -> None:
             shutil.copytree(source, target)
         else:
             shutil.copy2(source, target)
+    owner = workdir.stat()
+    for path in workdir.rglob("*"):  # the submission's own user may change what it was given
+        os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
 def _environment_failure(report: ExecutionReport) -> str | None:

@@ -1,0 +1,209 @@
+"""The sandbox: where and as whom a submission's kernel runs.
+
+As root on Linux (a grading server, a container, CI) every submission gets:
+its own user id; a size-capped tmpfs working folder owned by that user; a
+memory and a pids cgroup of its own (limits per submission, not per user);
+fresh mount, network, IPC and PID namespaces; a read-only root file system
+with hidden material covered and private, capped /tmp and /dev/shm; CPU-time,
+file-size and process rlimits. Everything in its cgroups is killed when the
+submission ends. See SECURITY.md for the threat model.
+
+Not root (a student self-checking on a laptop), the kernel runs as the user,
+unsandboxed: it is the student's own code on the student's own machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.config import AssignmentConfig
+
+_ENTRY = Path(__file__).with_name("sandbox_entry.py")
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_CONTROLLERS = ("memory", "pids")
+_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+_ALWAYS_HIDDEN = ("/root", "/home", "/var/lib/autograder")
+_NAMESPACES = ("unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
+_KERNEL = ("-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False")
+
+
+@dataclass(frozen=True)
+class KernelLaunch:
+    """How to start the kernel process: the command and its environment."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    sandbox: str = "none"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A submission's working folder, its kernel's runtime folder, and how to launch it."""
+
+    workdir: Path
+    runtime: Path
+    launch: KernelLaunch
+
+
+def sandbox_available() -> bool:
+    """True where the full sandbox can be built: root on Linux with cgroup v1 memory and pids."""
+    return (
+        sys.platform == "linux"
+        and os.geteuid() == 0
+        and shutil.which("unshare") is not None
+        and all((_CGROUP_ROOT / c).is_dir() for c in _CONTROLLERS)
+        and os.environ.get("AUTOGRADER_NO_SANDBOX") != "1"
+    )
+
+
+@contextlib.contextmanager
+def open_workspace(config: AssignmentConfig, *, hide: Iterable[Path] = ()) -> Iterator[Workspace]:
+    """A fresh workspace for one submission, sandboxed where possible; removed on exit."""
+    if sandbox_available():
+        with _sandboxed(config, hide) as workspace:
+            yield workspace
+    else:
+        with tempfile.TemporaryDirectory(prefix="autograder-") as scratch:
+            root = Path(scratch)
+            (root / "work").mkdir()
+            (root / "runtime" / "ipython").mkdir(parents=True)
+            env = _kernel_env(root / "work", root / "runtime", tmp=Path(tempfile.gettempdir()))
+            yield Workspace(root / "work", root / "runtime", KernelLaunch((sys.executable, *_KERNEL), env))
+
+
+def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path) -> dict[str, str]:
+    """A clean environment: nothing of the grader's own is passed on."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "TMPDIR": str(tmp),
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": str(runtime / "matplotlib"),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "IPYTHONDIR": str(runtime / "ipython"),
+    }
+
+
+@contextlib.contextmanager
+def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Workspace]:
+    uid = 200_000 + secrets.randbelow(1_000_000_000)
+    base = Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes"))
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o711)
+    home = base / f"s{uid}"
+    workdir, runtime = home / "work", home / "runtime"
+    cgroups = [_CGROUP_ROOT / c / "autograder" / f"s{uid}" for c in _CONTROLLERS]
+    try:
+        home.mkdir(mode=0o711)
+        workdir.mkdir(mode=0o700)
+        subprocess.run(
+            [
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                f"size={config.scratch_mb}m,mode=0700,uid={uid},gid={uid},nosuid,nodev",
+                "tmpfs",
+                str(workdir),
+            ],
+            check=True,
+        )
+        for folder in (runtime, runtime / "ipython", runtime / "matplotlib"):
+            folder.mkdir(mode=0o700)
+            os.chown(folder, uid, uid)
+        _make_cgroups(cgroups, config)
+        spec = {
+            "uid": uid,
+            "workdir": str(workdir),
+            "writable": [str(runtime)],
+            "cgroups": [str(c / "cgroup.procs") for c in cgroups],
+            "hide": _hideable(hide, keep=[Path(sys.prefix), Path(sys.executable).resolve(), home, _ENTRY]),
+            "scratch": [p for p in _SCRATCH if Path(p).is_dir()],
+            "scratch_mb": config.scratch_mb,
+            "file_bytes": config.scratch_mb * 1024 * 1024,
+            "cpu_seconds": int(config.notebook_timeout_s * 2 + 120),
+            "processes": config.processes,
+            "env": _kernel_env(workdir, runtime, tmp=Path("/tmp")),
+        }
+        namespaces = (
+            "unshare",
+            "--mount",
+            "--net",
+            "--ipc",
+            "--uts",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+        )
+        argv = (*namespaces, sys.executable, str(_ENTRY), json.dumps(spec), "--", sys.executable, *_KERNEL)
+        description = f"uid {uid}, {config.memory_mb} MiB, {config.processes} processes, no network"
+        yield Workspace(workdir, runtime, KernelLaunch(argv, {}, sandbox=description))
+    finally:
+        _kill_all(cgroups)
+        subprocess.run(["umount", "-l", str(workdir)], check=False, capture_output=True)
+        for cgroup in cgroups:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _make_cgroups(cgroups: list[Path], config: AssignmentConfig) -> None:
+    memory, pids = cgroups
+    limit = str(config.memory_mb * 1024 * 1024)
+    for cgroup in cgroups:
+        cgroup.mkdir(parents=True)
+    (memory / "memory.limit_in_bytes").write_text(limit)
+    swap = memory / "memory.memsw.limit_in_bytes"
+    if swap.exists():  # no swapping past the limit either
+        swap.write_text(limit)
+    (pids / "pids.max").write_text(str(config.processes))
+
+
+def _hideable(paths: Iterable[Path], *, keep: list[Path]) -> list[str]:
+    """Folders to cover, minus any that would also hide what the kernel needs."""
+    hidden = []
+    for path in [*map(Path, _ALWAYS_HIDDEN), *paths]:
+        path = path.resolve()
+        if not path.is_dir() or path == Path("/"):
+            continue
+        if any(needed == path or path in needed.parents for needed in (k.resolve() for k in keep)):
+            continue
+        hidden.append(str(path))
+    return sorted(set(hidden))
+
+
+def _members(cgroup: Path) -> list[str]:
+    try:
+        return (cgroup / "cgroup.procs").read_text().split()
+    except OSError:
+        return []
+
+
+def _kill_all(cgroups: list[Path], timeout_s: float = 10.0) -> None:
+    """SIGKILL every process left in the submission's cgroups, until none is left."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pids = {
+            int(p) for c in cgroups if (c / "cgroup.procs").exists() for p in (c / "cgroup.procs").read_text().split()
+        }
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)

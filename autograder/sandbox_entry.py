@@ -1,0 +1,74 @@
+"""The sandbox's last step before the kernel: run as root inside fresh mount,
+network, IPC and PID namespaces (made by `unshare`), it hides what the student
+must not see, applies limits, drops to the submission's own user for good,
+and replaces itself with the kernel.
+
+This file is run as a script (never imported by the grader) and uses only
+the standard library, so nothing from the grader's package loads here.
+Usage: python sandbox_entry.py SPEC_JSON -- KERNEL_ARGV...
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import subprocess
+import sys
+
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def _mount(*arguments: str) -> None:
+    subprocess.run(["mount", *arguments], check=True, stdin=subprocess.DEVNULL)
+
+
+def _hide(path: str) -> None:
+    """Cover a path with an empty, read-only tmpfs."""
+    if os.path.isdir(path):
+        _mount("-t", "tmpfs", "-o", "ro,size=4k,mode=0755,nosuid,nodev,noexec", "tmpfs", path)
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    kernel = sys.argv[sys.argv.index("--") + 1 :]
+    uid, gid = spec["uid"], spec["uid"]
+
+    for procs in spec["cgroups"]:  # every process the kernel starts stays in these groups
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
+
+    connection_file = kernel[kernel.index("-f") + 1]
+    os.chown(connection_file, uid, gid)
+
+    _mount("--make-rprivate", "/")
+    for path in spec["writable"]:  # a mount of its own stays writable below
+        _mount("--bind", path, path)
+    _mount("-o", "remount,bind,ro", "/")  # the root file system becomes read-only
+    for path in spec["hide"]:
+        _hide(path)
+    for path in spec["scratch"]:  # private, size-capped, empty
+        _mount("-t", "tmpfs", "-o", f"size={spec['scratch_mb']}m,mode=1777,nosuid,nodev", "tmpfs", path)
+
+    limits = {
+        resource.RLIMIT_CPU: (spec["cpu_seconds"], spec["cpu_seconds"] + 5),
+        resource.RLIMIT_FSIZE: (spec["file_bytes"], spec["file_bytes"]),
+        resource.RLIMIT_NOFILE: (1024, 1024),
+        resource.RLIMIT_CORE: (0, 0),
+        resource.RLIMIT_NPROC: (spec["processes"], spec["processes"]),
+    }
+    for kind, value in limits.items():
+        resource.setrlimit(kind, value)
+
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    os.chdir(spec["workdir"])
+    os.execve(kernel[0], kernel, spec["env"])
+
+
+if __name__ == "__main__":
+    main()
