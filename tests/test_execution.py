@@ -30,7 +30,7 @@ def run(tmp_path: Path, *sources: str, **settings: float) -> Iterator[tuple[Exec
 
 
 def test_errors_are_recorded_and_later_cells_still_run(tmp_path: Path) -> None:
-    with run(tmp_path, "a = 1", "1 / 0", "import sys\nsys.exit(3)", "b = a + 1") as (report, student, workspace):
+    with run(tmp_path, "a = 1", "1 / 0", "import sys\nsys.exit(3)", "b = a + 1") as (report, student, _workspace):
         assert report.status == "completed" and report.cells_run == 4
         assert [(e.cell_index, e.exception) for e in report.cell_errors] == [
             (1, "ZeroDivisionError"),
@@ -40,7 +40,7 @@ def test_errors_are_recorded_and_later_cells_still_run(tmp_path: Path) -> None:
 
 
 def test_kernel_death_is_recorded_and_checks_cannot_pass(tmp_path: Path) -> None:
-    with run(tmp_path, "a = 1", "import os\nos._exit(1)", "b = 2") as (report, student, workspace):
+    with run(tmp_path, "a = 1", "import os\nos._exit(1)", "b = 2") as (report, student, _workspace):
         assert report.status == "kernel-died"
         assert report.cell_errors[-1].kind == "kernel-died" and report.cell_errors[-1].cell_index == 1
         with pytest.raises(KernelUnavailableError, match="died in cell 1"):
@@ -51,7 +51,7 @@ def test_a_loop_that_swallows_interrupts_is_stopped(tmp_path: Path) -> None:
     stubborn = (
         "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except KeyboardInterrupt:\n        pass"
     )
-    with run(tmp_path, "a = 1", stubborn, "b = 2", cell_timeout_s=2) as (report, student, workspace):
+    with run(tmp_path, "a = 1", stubborn, "b = 2", cell_timeout_s=2) as (report, student, _workspace):
         assert report.status == "kernel-died"
         assert [e.kind for e in report.cell_errors] == ["timeout", "kernel-died"]
         with pytest.raises(KernelUnavailableError):
@@ -59,10 +59,8 @@ def test_a_loop_that_swallows_interrupts_is_stopped(tmp_path: Path) -> None:
 
 
 def test_notebook_budget_stops_the_run(tmp_path: Path) -> None:
-    with run(tmp_path, "import time\ntime.sleep(2.5)", "time.sleep(2.5)", "c = 3", notebook_timeout_s=3) as (
-        report,
-        student,
-    ):
+    cells = ("import time\ntime.sleep(2.5)", "time.sleep(2.5)", "c = 3")
+    with run(tmp_path, *cells, notebook_timeout_s=3) as (report, student, _workspace):
         assert report.status == "timed-out"
         assert report.cell_errors[-1].kind == "not-run"
         with pytest.raises(StudentNameError):
@@ -79,8 +77,8 @@ def test_kernel_is_seeded_before_the_first_cell(tmp_path: Path) -> None:
 
 
 def test_runs_in_the_working_folder(tmp_path: Path) -> None:
-    with run(tmp_path, "import os\nhere = os.getcwd()\nopen('made.txt', 'w').write('x')") as (_, student, workspace):
-        workdir = workspace.workdir
+    with run(tmp_path, "import os\nhere = os.getcwd()\nopen('made.txt', 'w').write('x')") as (_, student, _workspace):
+        workdir = _workspace.workdir
         assert Path(student.fetch("here")) == workdir
         assert (workdir / "made.txt").read_text() == "x"
 
@@ -89,7 +87,7 @@ def test_bridge_call_errors_and_timeouts(tmp_path: Path) -> None:
     code = (
         "def boom(x):\n    raise ValueError('bad input ' + str(x))\n\ndef slow():\n    import time\n    time.sleep(30)"
     )
-    with run(tmp_path, code, bridge_timeout_s=1) as (_, student, workspace):
+    with run(tmp_path, code, bridge_timeout_s=1) as (_, student, _workspace):
         with pytest.raises(StudentCodeError, match="ValueError: bad input 3"):
             student.call("boom", 3)
         with pytest.raises(TimeoutError):
