@@ -68,10 +68,8 @@ def test_notebook_budget_stops_the_run(tmp_path: Path) -> None:
 
 
 def test_kernel_is_seeded_before_the_first_cell(tmp_path: Path) -> None:
-    with run(tmp_path, "import torch, random\nt = torch.rand(3)\nr = random.random()", seed=7) as (
-        _,
-        student,
-    ):
+    source = "import torch, random\nt = torch.rand(3)\nr = random.random()"
+    with run(tmp_path, source, seed=7) as (_, student, _workspace):
         torch.manual_seed(7)
         assert torch.equal(student.fetch("t"), torch.rand(3))
 
