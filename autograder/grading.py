@@ -76,7 +76,7 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
     if not options.public_only:
         files += [CheckFile(p, "hidden") for p in assignment.hidden_checks]
     intake_s = time.monotonic() - started
-    hide = [assignment.solution_dir, submission.path.resolve().parent]
+    hide = [assignment.solution_dir.parent, submission.path.resolve().parent]
     with open_workspace(config, hide=hide) as workspace:
         _provide_files(assignment, workspace.workdir)
         with executed_notebook(submission.notebook, workspace=workspace, config=config) as (report, student):

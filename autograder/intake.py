@@ -16,6 +16,8 @@ from nbformat import NotebookNode
 from autograder.errors import NotANotebookError
 
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+MAX_CELLS = 5_000
+MAX_CELL_SOURCE = 1_000_000  # characters; real cells are a few thousand
 _SUPPORTED_MAJOR = 4
 
 
@@ -45,6 +47,8 @@ def read_submission(path: Path) -> Submission:
     cells = document.get("cells")
     if not isinstance(cells, list):
         raise NotANotebookError(path, f"nbformat {major}.{minor} document without a cell list")
+    if len(cells) > MAX_CELLS:
+        raise NotANotebookError(path, f"{len(cells)} cells, more than the {MAX_CELLS} allowed")
     metadata = document.get("metadata")
     return Submission(
         path=path,
@@ -69,6 +73,8 @@ def clean_copy(path: Path, cells: list[Any]) -> NotebookNode:
             source = "".join(source)
         if kind not in makers or not isinstance(source, str):
             raise NotANotebookError(path, f"cell {index} is malformed")
+        if len(source) > MAX_CELL_SOURCE:
+            raise NotANotebookError(path, f"cell {index} holds {len(source)} characters, more than {MAX_CELL_SOURCE}")
         notebook.cells.append(makers[kind](source))  # type: ignore[no-untyped-call]
     notebook.metadata["kernelspec"] = {
         "name": "python3",
@@ -102,6 +108,8 @@ def _decode(path: Path, raw: bytes) -> str:
 def _parse_json(path: Path, text: str) -> dict[str, Any]:
     try:
         document = json.loads(text)
+    except RecursionError:
+        raise NotANotebookError(path, "JSON nested too deeply") from None
     except json.JSONDecodeError as error:
         hint = " (a Python script? submit the .ipynb file)" if path.suffix == ".py" else ""
         raise NotANotebookError(path, f"not valid JSON{hint}: {error.msg}, line {error.lineno}") from None

@@ -154,7 +154,7 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
         description = f"uid {uid}, {config.memory_mb} MiB, {config.processes} processes, no network"
         yield Workspace(workdir, runtime, KernelLaunch(argv, {}, sandbox=description))
     finally:
-        _kill_all(cgroups)
+        _kill_all(cgroups, uid)
         subprocess.run(["umount", "-l", str(workdir)], check=False, capture_output=True)
         for cgroup in cgroups:
             with contextlib.suppress(OSError):
@@ -194,16 +194,27 @@ def _members(cgroup: Path) -> list[str]:
         return []
 
 
-def _kill_all(cgroups: list[Path], timeout_s: float = 10.0) -> None:
-    """SIGKILL every process left in the submission's cgroups, until none is left."""
+def _kill_all(cgroups: list[Path], uid: int, timeout_s: float = 10.0) -> None:
+    """SIGKILL every process left in the submission's cgroups, then wait until no
+    process of its user exists at all (zombies included) before returning."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pids = {
-            int(p) for c in cgroups if (c / "cgroup.procs").exists() for p in (c / "cgroup.procs").read_text().split()
-        }
+        pids = {int(pid) for cgroup in cgroups for pid in _members(cgroup)} | _processes_of(uid)
         if not pids:
             return
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
+
+
+def _processes_of(uid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.startswith("Uid:"):
+                    if int(line.split()[1]) == uid:
+                        found.add(int(status.parent.name))
+                    break
+    return found
