@@ -15,6 +15,7 @@ from autograder.errors import AutograderError, UsageError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.report import render_grade, render_self_check
 from autograder.results import SubmissionResult
+from autograder.sandbox import sandbox_available
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
@@ -23,6 +24,14 @@ _err = Console(stderr=True, highlight=False)
 def _course(context: click.Context) -> Course:
     root = context.obj.get("course")
     return Course(root) if root is not None else Course.default()
+
+
+def _say_if_unsandboxed() -> None:
+    if not sandbox_available():
+        _err.print(
+            "[yellow]note:[/] not root on Linux, so notebooks run unsandboxed, with your own rights "
+            "(fine for your own notebook; grade other people's as root: a grading server or container)"
+        )
 
 
 def _say_assignment(path: Path, name: str, how: str) -> None:
@@ -76,6 +85,7 @@ def grade(
     if assignment is not None:
         course.get(assignment)  # an unknown name is a usage error before any work
     options = GradingOptions(cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout)
+    _say_if_unsandboxed()
     results = []
     for path in paths:
         result = grade_notebook(
@@ -97,6 +107,7 @@ def check(context: click.Context, notebook: Path, assignment: str | None) -> int
     Exit 0 when every public check passes, 1 when some fail, 2 when the file
     cannot be checked.
     """
+    _say_if_unsandboxed()
     result = grade_notebook(
         notebook,
         course=_course(context),
