@@ -4,18 +4,23 @@ library function; errors become a one-line message and an exit code."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from autograder.batch import BatchItem, default_workers, grade_batch
+from autograder.batch_report import write_batch_reports
 from autograder.contract import verify_assignment
 from autograder.course import Course
 from autograder.errors import AutograderError, UsageError
 from autograder.grading import GradingOptions, grade_notebook
-from autograder.report import render_grade, render_self_check
+from autograder.report import render_batch, render_grade, render_self_check
 from autograder.results import SubmissionResult
 from autograder.sandbox import sandbox_available
+from autograder.submissions import Entry, collect, read_roster
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
@@ -60,8 +65,14 @@ def cli(context: click.Context, course: Path | None) -> None:
     help="Write the result here (one notebook).",
 )
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), help="Write one result JSON per notebook here."
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Batch mode: grade files, folders and zips into this results folder (resumable).",
 )
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel workers for --out (default: one per core).")
+@click.option("--force", is_flag=True, help="With --out: regrade even what is already graded.")
+@click.option("--student", "only_student", help="With --out: grade only this student (folder or file name).")
+@click.option("--roster", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV: match,name,id.")
 @click.option("--cell-timeout", type=float, help="Override the config's per-cell limit (seconds).")
 @click.option("--notebook-timeout", type=float, help="Override the config's whole-notebook limit (seconds).")
 @click.pass_context
@@ -71,6 +82,10 @@ def grade(
     assignment: str | None,
     json_path: Path | None,
     out: Path | None,
+    jobs: int | None,
+    force: bool,
+    only_student: str | None,
+    roster: Path | None,
     cell_timeout: float | None,
     notebook_timeout: float | None,
 ) -> int:
@@ -79,20 +94,45 @@ def grade(
     Exit 0 when every notebook was graded (whatever its score), 2 when one was
     rejected (not a notebook, unknown assignment), 1 when the grader failed.
     """
-    if json_path is not None and len(paths) != 1:
+    if json_path is not None and (len(paths) != 1 or out is not None):
         raise UsageError("--json takes one notebook; use --out DIR for several")
+    if out is None and (jobs or force or only_student or roster):
+        raise UsageError("-j, --force, --student and --roster go with --out DIR")
     course = _course(context)
     if assignment is not None:
         course.get(assignment)  # an unknown name is a usage error before any work
     options = GradingOptions(cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout)
     _say_if_unsandboxed()
+    if out is not None:
+        entries = collect(paths, unpack_to=out / "inputs", roster=read_roster(roster) if roster else None)
+        if only_student is not None:
+            entries = [e for e in entries if only_student in (e.student, e.path.name, e.name)]
+            if not entries:
+                raise UsageError(f"no submission of {only_student!r} under the given paths")
+        items = _batch_with_progress(
+            entries,
+            course=course,
+            out=out,
+            assignment=assignment,
+            workers=jobs or default_workers(),
+            force=force,
+            options=options,
+        )
+        render_batch(items, _out)
+        names = [item.result.assignment for item in items if item.result.assignment]
+        name = assignment or (max(set(names), key=names.count) if names else None)
+        title = (course.get(name).config.title or name) if name else "Score"
+        write_batch_reports(items, out, title=title)
+        _out.print(f"[dim]results, gradebook and feedback in {out}[/]")
+        return 1 if any(item.result.status == "error" for item in items) else 0
     results = []
     for path in paths:
         result = grade_notebook(
             path, course=course, assignment_name=assignment, options=options, on_assignment=_say_assignment
         )
         render_grade(result, _out)
-        _write(result, json_path, out)
+        if json_path is not None:
+            json_path.write_text(result.to_json(), encoding="utf-8")
         results.append(result)
     return _exit_code(results)
 
@@ -142,12 +182,40 @@ def verify(context: click.Context, name: str) -> int:
     return 0 if all(f.ok for f in findings) else 1
 
 
-def _write(result: SubmissionResult, json_path: Path | None, out: Path | None) -> None:
-    if json_path is not None:
-        json_path.write_text(result.to_json(), encoding="utf-8")
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{Path(result.submission).stem}.json").write_text(result.to_json(), encoding="utf-8")
+def _batch_with_progress(
+    entries: list[Entry],
+    *,
+    course: Course,
+    out: Path,
+    assignment: str | None,
+    workers: int,
+    force: bool,
+    options: GradingOptions,
+) -> list[BatchItem]:
+    """The batch with a progress bar (counts, ETA) and a summary line."""
+    started = time.monotonic()
+    columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_err, transient=False) as progress:
+        task = progress.add_task("grading", total=len(entries))
+        items = grade_batch(
+            entries,
+            course=course,
+            out=out,
+            assignment_name=assignment,
+            workers=workers,
+            force=force,
+            options=options,
+            on_start=lambda total, cached: progress.update(task, total=total),
+            on_result=lambda item: progress.advance(task),
+        )
+    counts = {status: sum(i.result.status == status for i in items) for status in ("graded", "rejected", "error")}
+    cached = sum(i.cached for i in items)
+    _err.print(
+        f"{len(items)} submissions: {counts['graded']} graded, {counts['rejected']} rejected, "
+        f"{counts['error']} errors ({cached} already graded, reused) in {time.monotonic() - started:.1f} s "
+        f"with {workers} worker(s)"
+    )
+    return items
 
 
 def _exit_code(results: list[SubmissionResult]) -> int:

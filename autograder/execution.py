@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,7 +103,10 @@ def executed_notebook(
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(workspace.workdir)}},
     )
-    with client.setup_kernel(cleanup_kc=True, env=launch.env, cwd=str(workspace.workdir)):
+    # The kernel's own stdout and stderr (banners, anything student code writes to
+    # fd 1 or 2 directly) are not the grader's to print.
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "stdin": subprocess.DEVNULL}
+    with client.setup_kernel(cleanup_kc=True, env=launch.env, cwd=str(workspace.workdir), **quiet):
         student = Student(
             manager.get_connection_info(),
             timeout_s=config.bridge_timeout_s,

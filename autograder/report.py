@@ -5,10 +5,13 @@ Everything about how a result looks lives here; grading code never prints.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autograder.batch import BatchItem
 from autograder.results import CheckOutcome, SubmissionResult
 
 _MARKS = {
@@ -63,6 +66,21 @@ def render_self_check(result: SubmissionResult, console: Console) -> None:
         f"[bold]{passed}/{len(public)} public checks pass.[/] "
         "Grading also runs hidden checks on new inputs, so passing here is not a final grade."
     )
+
+
+def render_batch(items: Sequence[BatchItem], console: Console) -> None:
+    """One row per submission: who, which notebook, the score or why there is none."""
+    table = Table(title="batch", title_justify="left")
+    for column in ("student", "notebook", "score", "status"):
+        table.add_column(column, justify="right" if column == "score" else "left")
+    for item in items:
+        result = item.result
+        score = f"{result.score:g}/{result.max_score:g}" if result.status == "graded" else ""
+        status = result.status if result.status == "graded" else f"{result.status}: {result.reason[:80]}"
+        table.add_row(
+            escape(item.entry.name or item.entry.student), escape(item.entry.path.name), score, escape(status)
+        )
+    console.print(table)
 
 
 def _reasons(failures: list[CheckOutcome]) -> str:

@@ -1,0 +1,201 @@
+"""Grading many submissions: a pool of worker processes, results written
+atomically as each finishes, and a resumable results folder.
+
+Each result is stored as `results/<label>.<key>.json`, where `key` hashes the
+notebook, the assignment's checks and config, the asset set and the grader's
+version. A rerun grades only entries whose file for the current key is
+missing, so an interrupted batch (Ctrl-C, kill -9) resumes where it stopped,
+and nothing is graded twice or lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.course import Course
+from autograder.environment import grader_version
+from autograder.errors import AutograderError, NotANotebookError
+from autograder.grading import GradingOptions, grade_notebook
+from autograder.intake import read_submission
+from autograder.results import SubmissionResult
+from autograder.submissions import Entry
+
+ASSET_SET = "none"
+_CLEANUP_GRACE_S = 20.0
+_PARENT_GONE = threading.Event()  # set in a worker whose grader has died
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    entry: Entry
+    result: SubmissionResult
+    cached: bool
+
+
+def default_workers() -> int:
+    """One worker per core: each runs one kernel at a time."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def grade_batch(
+    entries: Sequence[Entry],
+    *,
+    course: Course,
+    out: Path,
+    assignment_name: str | None = None,
+    workers: int = 1,
+    force: bool = False,
+    options: GradingOptions | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_result: Callable[[BatchItem], None] | None = None,
+) -> list[BatchItem]:
+    """Grade every entry not yet graded under `out` (all of them with `force`).
+
+    `on_start(total, cached)` is called once, `on_result` once per entry.
+    """
+    options = options or GradingOptions()
+    store = out / "results"
+    store.mkdir(parents=True, exist_ok=True)
+    keys = {entry: cache_key(entry, course, assignment_name, options) for entry in entries}
+    items: list[BatchItem] = []
+    todo: list[Entry] = []
+    for entry in entries:
+        stored = _stored(store, entry, keys[entry])
+        if stored is not None and not force:
+            items.append(BatchItem(entry, stored, cached=True))
+        else:
+            todo.append(entry)
+    if on_start is not None:
+        on_start(len(entries), len(items))
+    for item in items:
+        if on_result is not None:
+            on_result(item)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or kernels
+    with ProcessPoolExecutor(
+        max_workers=max(1, min(workers, len(todo) or 1)),
+        mp_context=context,
+        initializer=_follow_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
+        futures: dict[Future[str], Entry] = {
+            pool.submit(
+                _grade_one,
+                str(entry.path),
+                entry,
+                str(course.root),
+                assignment_name,
+                options,
+                str(store / f"{entry.label}.{keys[entry]}.json"),
+            ): entry
+            for entry in todo
+        }
+        try:
+            for future in as_completed(futures):
+                entry = futures[future]
+                result = _finished(future, entry, assignment_name)
+                item = BatchItem(entry, result, cached=False)
+                items.append(item)
+                if on_result is not None:
+                    on_result(item)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    order = {entry: index for index, entry in enumerate(entries)}
+    return sorted(items, key=lambda item: order[item.entry])
+
+
+def cache_key(entry: Entry, course: Course, assignment_name: str | None, options: GradingOptions) -> str:
+    digest = hashlib.sha256()
+    with contextlib.suppress(OSError):
+        digest.update(entry.path.read_bytes())
+    name = assignment_name
+    if name is None:
+        with contextlib.suppress(AutograderError):
+            name = course.recognise(read_submission(entry.path))[0].name
+    if name is not None:
+        with contextlib.suppress(AutograderError):
+            assignment = course.get(name)
+            for path in (*assignment.public_checks, *assignment.hidden_checks):
+                digest.update(path.read_bytes())
+            digest.update(repr(assignment.config).encode())
+    digest.update(f"{name}|{options}|{ASSET_SET}|{grader_version()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _stored(store: Path, entry: Entry, key: str) -> SubmissionResult | None:
+    path = store / f"{entry.label}.{key}.json"
+    try:
+        return SubmissionResult.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _follow_parent(parent: int) -> None:
+    """In each worker: if the grader dies (even by kill -9), stop too, cleaning up
+    the kernel and sandbox on the way out; the unfinished result is simply missing."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        _PARENT_GONE.set()
+        # aimed at the main thread, so that a blocking wait there is interrupted
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        time.sleep(_CLEANUP_GRACE_S)  # time for the kernel and sandbox to be torn down
+        os._exit(143)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+
+
+def _grade_one(
+    path: str, entry: Entry, course_root: str, assignment_name: str | None, options: GradingOptions, target: str
+) -> str:
+    """Runs in a worker process; writes the result itself, so it survives the parent."""
+    result = grade_notebook(
+        Path(path), course=Course(Path(course_root)), assignment_name=assignment_name, options=options
+    )
+    result = dataclasses.replace(result, student=entry.name or entry.student)
+    text = result.to_json()
+    _write_atomically(Path(target), text)
+    return text
+
+
+def _finished(future: Future[str], entry: Entry, assignment_name: str | None) -> SubmissionResult:
+    try:
+        return SubmissionResult.from_json(future.result())
+    except Exception as error:  # a worker crash must not stop the batch: it becomes this entry's result
+        reason = f"the grading worker failed: {type(error).__name__}: {error}"
+        if isinstance(error, NotANotebookError):
+            reason = error.reason
+        return SubmissionResult(
+            submission=str(entry.path),
+            assignment=assignment_name,
+            status="error",
+            reason=reason,
+            student=entry.name or entry.student,
+            grader_version=grader_version(),
+        )
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    for old in target.parent.glob(f"{target.name.rsplit('.', 2)[0]}.*.json"):
+        if old != target:
+            old.unlink(missing_ok=True)  # a result for an older key of the same entry
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, target)

@@ -1,0 +1,196 @@
+"""Batches: finding submissions, parallel grading, resuming after kill -9, and the files it writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from autograder.submissions import collect, read_roster
+from tests.conftest import write_notebook
+
+COMMAND = Path(sys.executable).parent / "autograder"
+CHECK = """
+import pytest
+
+@pytest.mark.question("q1")
+@pytest.mark.points(2)
+def test_x(student):
+    assert student.fetch("x") == 1, "`x` should be 1"
+"""
+
+
+@pytest.fixture(scope="module")
+def light_course(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-question assignment whose notebooks import nothing heavy."""
+    root = tmp_path_factory.mktemp("light")
+    (root / "assignments" / "light" / "public_checks").mkdir(parents=True)
+    (root / "solutions" / "light" / "hidden_checks").mkdir(parents=True)
+    write_notebook(root / "assignments" / "light" / "light.ipynb", "x = None")
+    (root / "assignments" / "light" / "assignment.toml").write_text('title = "Light"\n[questions]\nq1 = "One"\n')
+    (root / "solutions" / "light" / "hidden_checks" / "test_light.py").write_text(CHECK)
+    return root
+
+
+def autograder(*args: str, course: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(COMMAND), "--course", str(course), *args], capture_output=True, text=True, timeout=600)
+
+
+def make_class(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for index in range(count):
+        student = folder / f"student{index:02d}" / "assignments_04"
+        student.mkdir(parents=True)
+        write_notebook(student / "light.ipynb", f"x = {index % 2}")
+    return folder
+
+
+def test_collect_finds_students_files_and_canvas_zips(tmp_path: Path) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    write_notebook(loose / "ann.ipynb", "x = 1")
+    make_class(tmp_path / "repos", 2)
+    (tmp_path / "repos" / "student00" / ".ipynb_checkpoints").mkdir()
+    write_notebook(tmp_path / "repos" / "student00" / ".ipynb_checkpoints" / "light-checkpoint.ipynb", "x = 9")
+    archive = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("smithjane_12345_67890_light.ipynb", (loose / "ann.ipynb").read_text())
+        bundle.writestr("../escape.ipynb", "{}")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("match,name,id\nsmithjane,Jane Smith,S-1\nstudent01,Bo Li,S-2\n")
+    entries = collect([loose, tmp_path / "repos", archive], unpack_to=tmp_path / "unpacked", roster=read_roster(roster))
+    assert sorted((e.student, e.path.name, e.name, e.lms_id) for e in entries) == [
+        ("ann", "ann.ipynb", "", ""),
+        ("smithjane", "smithjane_12345_67890_light.ipynb", "Jane Smith", "S-1"),
+        ("student00", "light.ipynb", "", ""),
+        ("student01", "light.ipynb", "Bo Li", "S-2"),
+    ]
+    assert not (tmp_path / "escape.ipynb").exists()
+    assert len({e.label for e in entries}) == 4
+
+
+@pytest.mark.slow
+def test_kill_minus_9_then_resume_grades_each_submission_once(light_course: Path, tmp_path: Path) -> None:
+    submissions = make_class(tmp_path / "class", 6)
+    out = tmp_path / "out"
+    command = [
+        str(COMMAND),
+        "--course",
+        str(light_course),
+        "grade",
+        str(submissions),
+        "-a",
+        "light",
+        "--out",
+        str(out),
+        "-j",
+        "2",
+    ]
+    grader = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(list((out / "results").glob("*.json"))) < 2:
+        assert time.monotonic() < deadline and grader.poll() is None, "the grader never wrote two results"
+        time.sleep(0.05)
+    os.kill(grader.pid, signal.SIGKILL)
+    grader.wait()
+    _wait_for_group_to_end(grader.pid)
+    first = {p.name: p.read_text() for p in (out / "results").glob("*.json")}
+    assert 2 <= len(first) < 6
+    done = autograder("grade", str(submissions), "-a", "light", "--out", str(out), "-j", "2", course=light_course)
+    assert done.returncode == 0, done.stderr
+    results = {p.name: p.read_text() for p in (out / "results").glob("*.json")}
+    assert len(results) == 6
+    assert all(results[name] == text for name, text in first.items()), "a finished result was graded again"
+    assert f"({len(first)} already graded, reused)" in done.stderr
+    assert not list((out / "results").glob("*.tmp"))
+    rows = list(csv.DictReader((out / "gradebook.csv").read_text().splitlines()))
+    assert sorted(r["student"] for r in rows) == [f"student{i:02d}" for i in range(6)]
+    assert [r["q1"] for r in sorted(rows, key=lambda r: r["student"])] == ["0", "2"] * 3
+
+
+def _wait_for_group_to_end(group: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("orphaned workers did not finish")
+
+
+@pytest.fixture(scope="module")
+def graded_class(light_course: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("graded")
+    submissions = make_class(root / "class", 2)
+    (submissions / "broken.ipynb").write_text("{not json")
+    roster = root / "roster.csv"
+    roster.write_text("match,name,id\nstudent01,Bo Li,S-2\n")
+    out = root / "out"
+    done = autograder(
+        "grade", str(submissions), "-a", "light", "--out", str(out), "--roster", str(roster), course=light_course
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 submissions: 2 graded, 1 rejected, 0 errors" in done.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_gradebooks(graded_class: Path) -> None:
+    rows = {r["student"]: r for r in csv.DictReader((graded_class / "gradebook.csv").read_text().splitlines())}
+    assert (rows["student01"]["name"], rows["student01"]["q1"], rows["student01"]["score"]) == ("Bo Li", "2", "2")
+    assert rows["student00"]["score"] == "0" and rows["broken"]["status"] == "rejected"
+    canvas = list(csv.reader((graded_class / "gradebook-canvas.csv").read_text().splitlines()))
+    assert canvas[0] == ["Student", "ID", "SIS User ID", "Section", "Light"]
+    assert ["Bo Li", "S-2", "", "", "2"] in canvas
+
+
+@pytest.mark.slow
+def test_feedback_and_gradescope_files(graded_class: Path) -> None:
+    markdown = (graded_class / "feedback" / "student00__light.md").read_text()
+    assert "Score: 0 / 2" in markdown and "`x` should be 1" in markdown
+    html = (graded_class / "feedback" / "student01__light.html").read_text()
+    assert "Bo Li" in html and "Score: 2 / 2" in html
+    assert "could not be graded" in (graded_class / "feedback" / "broken__broken.md").read_text()
+    gradescope = json.loads((graded_class / "gradescope" / "student00__light" / "results.json").read_text())
+    assert gradescope["score"] == 0
+    assert gradescope["tests"] == [
+        {
+            "name": "q1: test_x",
+            "score": 0.0,
+            "max_score": 2.0,
+            "output": "`x` should be 1",
+            "visibility": "after_published",
+        }
+    ]
+
+
+@pytest.mark.slow
+def test_force_and_one_student(graded_class: Path, light_course: Path) -> None:
+    submissions = graded_class.parent / "class"
+    before = {p.name: p.stat().st_mtime_ns for p in (graded_class / "results").glob("*.json")}
+    done = autograder(
+        "grade",
+        str(submissions),
+        "-a",
+        "light",
+        "--out",
+        str(graded_class),
+        "--student",
+        "student01",
+        "--force",
+        course=light_course,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 submissions: 1 graded" in done.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in (graded_class / "results").glob("*.json")}
+    changed = [name for name in before if before[name] != after.get(name)]
+    assert [name.split(".")[0] for name in changed] == ["student01__light"]
