@@ -133,6 +133,7 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
             "cgroups": [str(c / "cgroup.procs") for c in cgroups],
             "hide": _hideable(hide, keep=[Path(sys.prefix), Path(sys.executable).resolve(), home, _ENTRY]),
             "scratch": [p for p in _SCRATCH if Path(p).is_dir()],
+            "needed": [str(Path(sys.prefix).resolve())],
             "scratch_mb": config.scratch_mb,
             "file_bytes": config.scratch_mb * 1024 * 1024,
             "cpu_seconds": int(config.notebook_timeout_s * 2 + 120),

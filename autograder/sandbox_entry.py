@@ -48,8 +48,20 @@ def main() -> None:
     _mount("-o", "remount,bind,ro", "/")  # the root file system becomes read-only
     for path in spec["hide"]:
         _hide(path)
+    # What the kernel needs but a private scratch folder would cover (a checkout
+    # under /tmp, say) is held open now and bound back, read-only, afterwards.
+    held = {
+        path: os.open(path, os.O_PATH | os.O_DIRECTORY)
+        for path in spec["needed"]
+        if any(path == scratch or path.startswith(scratch.rstrip("/") + "/") for scratch in spec["scratch"])
+    }
     for path in spec["scratch"]:  # private, size-capped, empty
         _mount("-t", "tmpfs", "-o", f"size={spec['scratch_mb']}m,mode=1777,nosuid,nodev", "tmpfs", path)
+    for path, handle in held.items():
+        os.makedirs(path, exist_ok=True)
+        _mount("--bind", f"/proc/{os.getpid()}/fd/{handle}", path)
+        _mount("-o", "remount,bind,ro", path)
+        os.close(handle)
 
     limits = {
         resource.RLIMIT_CPU: (spec["cpu_seconds"], spec["cpu_seconds"] + 5),
