@@ -18,10 +18,18 @@ import subprocess
 import sys
 
 _PR_SET_NO_NEW_PRIVS = 38
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
 
 
 def _mount(*arguments: str) -> None:
     subprocess.run(["mount", *arguments], check=True, stdin=subprocess.DEVNULL)
+
+
+def _bind_read_only(source: str, target: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    for flags, origin in ((_MS_BIND, source.encode()), (_MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)):
+        if libc.mount(origin, target.encode(), None, flags, None) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot bind {source} to {target}")
 
 
 def _hide(path: str) -> None:
@@ -59,8 +67,9 @@ def main() -> None:
         _mount("-t", "tmpfs", "-o", f"size={spec['scratch_mb']}m,mode=1777,nosuid,nodev", "tmpfs", path)
     for path, handle in held.items():
         os.makedirs(path, exist_ok=True)
-        _mount("--bind", f"/proc/{os.getpid()}/fd/{handle}", path)
-        _mount("-o", "remount,bind,ro", path)
+        # the mount(8) command would resolve /proc/self/fd/N to the (now covered)
+        # path name; the system call binds the very folder the handle holds
+        _bind_read_only(f"/proc/self/fd/{handle}", path)
         os.close(handle)
 
     limits = {
