@@ -65,12 +65,12 @@ def main() -> None:
     }
     for path in spec["scratch"]:  # private, size-capped, empty
         _mount("-t", "tmpfs", "-o", f"size={spec['scratch_mb']}m,mode=1777,nosuid,nodev", "tmpfs", path)
-    for path, handle in held.items():
+    for path, folder in held.items():
         os.makedirs(path, exist_ok=True)
         # the mount(8) command would resolve /proc/self/fd/N to the (now covered)
         # path name; the system call binds the very folder the handle holds
-        _bind_read_only(f"/proc/self/fd/{handle}", path)
-        os.close(handle)
+        _bind_read_only(f"/proc/self/fd/{folder}", path)
+        os.close(folder)
 
     limits = {
         resource.RLIMIT_CPU: (spec["cpu_seconds"], spec["cpu_seconds"] + 5),
