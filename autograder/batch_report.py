@@ -5,7 +5,9 @@ Gradescope `results.json` per submission. Rendering only: no grading here.
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ def write_batch_reports(items: Sequence[BatchItem], out: Path, *, title: str) ->
     """Everything under `out`, rewritten from all results (cached ones included)."""
     write_gradebook(items, out / "gradebook.csv")
     write_canvas_gradebook(items, out / "gradebook-canvas.csv", title=title)
+    write_summary_page(items, out / "summary.html", title=title)
     for item in items:
         student = item.entry.name or item.entry.student
         context = {"result": item.result, "student": student, "title": title}
@@ -38,6 +41,95 @@ def write_batch_reports(items: Sequence[BatchItem], out: Path, *, title: str) ->
         target = out / "gradescope" / item.entry.label / "results.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(gradescope_results(item.result), indent=2), encoding="utf-8")
+
+
+def write_summary_page(items: Sequence[BatchItem], target: Path, *, title: str) -> None:
+    """A self-contained HTML page (plots embedded as PNG, no script, nothing fetched)."""
+    graded = [item for item in items if item.result.status == "graded"]
+    problems = [
+        {"student": item.entry.name or item.entry.student, "notebook": item.entry.path.name, "what": what}
+        for item in items
+        for what in _problems(item.result)
+    ]
+    timed = sorted(items, key=lambda item: item.result.timings.get("total_s", 0.0), reverse=True)[:10]
+    context = {
+        "title": title,
+        "counts": {
+            "total": len(items),
+            **{status: sum(i.result.status == status for i in items) for status in ("graded", "rejected", "error")},
+        },
+        "mean": sum(i.result.score for i in graded) / len(graded) if graded else 0.0,
+        "max_score": max((i.result.max_score for i in graded), default=0.0),
+        "plots": summary_plots(items),
+        "problems": problems,
+        "slowest": [
+            {
+                "student": i.entry.name or i.entry.student,
+                "notebook": i.entry.path.name,
+                "seconds": i.result.timings.get("total_s", 0.0),
+            }
+            for i in timed
+        ],
+    }
+    target.write_text(_TEMPLATES.get_template("summary.html.j2").render(context), encoding="utf-8")
+
+
+def summary_plots(items: Sequence[BatchItem]) -> list[dict[str, str]]:
+    """Score histogram, pass rate per question, slowest submissions; PNG as base64."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    graded = [item.result for item in items if item.result.status == "graded"]
+    plots = []
+    figure, axes = pyplot.subplots(figsize=(6, 3.5))
+    axes.hist([r.score for r in graded], bins=min(20, max(5, len(graded))), color="#4472c4")
+    axes.set_xlabel("score")
+    axes.set_ylabel("submissions")
+    plots.append({"caption": "Score histogram", "png": _png(figure)})
+    questions = list(dict.fromkeys(q.question for r in graded for q in r.questions))
+    rates = [
+        sum(q.score == q.max_score for r in graded for q in r.questions if q.question == question)
+        / max(1, sum(q.question == question for r in graded for q in r.questions))
+        for question in questions
+    ]
+    figure, axes = pyplot.subplots(figsize=(6, 3.5))
+    axes.bar(questions, [100 * rate for rate in rates], color="#70ad47")
+    axes.set_ylim(0, 100)
+    axes.set_ylabel("% with full marks")
+    plots.append({"caption": "Pass rate per question", "png": _png(figure)})
+    slowest = sorted(items, key=lambda i: i.result.timings.get("total_s", 0.0), reverse=True)[:10]
+    figure, axes = pyplot.subplots(figsize=(6, 3.5))
+    axes.barh(
+        [i.entry.label[:30] for i in slowest][::-1],
+        [i.result.timings.get("total_s", 0.0) for i in slowest][::-1],
+        color="#ed7d31",
+    )
+    axes.set_xlabel("seconds")
+    plots.append({"caption": "Slowest submissions", "png": _png(figure)})
+    return plots
+
+
+def _png(figure: Any) -> str:
+    from matplotlib import pyplot
+
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=80)
+    pyplot.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _problems(result: SubmissionResult) -> list[str]:
+    if result.status != "graded":
+        return [f"{result.status}: {result.reason}"]
+    execution = result.execution
+    if execution is None:
+        return []
+    return [f"cell {e.cell_index}: {e.kind} ({e.exception})" for e in execution.cell_errors if e.kind != "error"] + (
+        [f"notebook {execution.status}"] if execution.status != "completed" else []
+    )
 
 
 def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:

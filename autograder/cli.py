@@ -3,6 +3,7 @@ library function; errors become a one-line message and an exit code."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -12,10 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from autograder.batch import BatchItem, default_workers, grade_batch
-from autograder.batch_report import write_batch_reports
+from autograder.batch_report import gradescope_results, write_batch_reports
 from autograder.contract import verify_assignment
 from autograder.course import Course
 from autograder.errors import AutograderError, UsageError
+from autograder.gradescope import export_gradescope
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.report import render_batch, render_grade, render_self_check
 from autograder.results import SubmissionResult
@@ -73,6 +75,12 @@ def cli(context: click.Context, course: Path | None) -> None:
 @click.option("--force", is_flag=True, help="With --out: regrade even what is already graded.")
 @click.option("--student", "only_student", help="With --out: grade only this student (folder or file name).")
 @click.option("--roster", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV: match,name,id.")
+@click.option(
+    "--gradescope",
+    "gradescope_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write Gradescope's results.json here (one notebook).",
+)
 @click.option("--cell-timeout", type=float, help="Override the config's per-cell limit (seconds).")
 @click.option("--notebook-timeout", type=float, help="Override the config's whole-notebook limit (seconds).")
 @click.pass_context
@@ -86,6 +94,7 @@ def grade(
     force: bool,
     only_student: str | None,
     roster: Path | None,
+    gradescope_path: Path | None,
     cell_timeout: float | None,
     notebook_timeout: float | None,
 ) -> int:
@@ -94,7 +103,7 @@ def grade(
     Exit 0 when every notebook was graded (whatever its score), 2 when one was
     rejected (not a notebook, unknown assignment), 1 when the grader failed.
     """
-    if json_path is not None and (len(paths) != 1 or out is not None):
+    if (json_path is not None or gradescope_path is not None) and (len(paths) != 1 or out is not None):
         raise UsageError("--json takes one notebook; use --out DIR for several")
     if out is None and (jobs or force or only_student or roster):
         raise UsageError("-j, --force, --student and --roster go with --out DIR")
@@ -133,6 +142,8 @@ def grade(
         render_grade(result, _out)
         if json_path is not None:
             json_path.write_text(result.to_json(), encoding="utf-8")
+        if gradescope_path is not None:
+            gradescope_path.write_text(json.dumps(gradescope_results(result), indent=2), encoding="utf-8")
         results.append(result)
     return _exit_code(results)
 
@@ -180,6 +191,27 @@ def verify(context: click.Context, name: str) -> int:
     for finding in findings:
         _out.print(f"{'[green]ok[/]  ' if finding.ok else '[red]FAIL[/]'} {finding.what}")
     return 0 if all(f.ok for f in findings) else 1
+
+
+@cli.group()
+def export() -> None:
+    """Package an assignment for another platform."""
+
+
+@export.command(name="gradescope")
+@click.argument("name")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Zip to write (default: NAME-gradescope.zip).",
+)
+@click.pass_context
+def export_gradescope_command(context: click.Context, name: str, output: Path | None) -> int:
+    """Write the Gradescope autograder zip (setup.sh, run_autograder) for NAME."""
+    target = export_gradescope(_course(context), name, output or Path(f"{name}-gradescope.zip"))
+    _out.print(f"wrote {target}")
+    return 0
 
 
 def _batch_with_progress(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from autograder.submissions import collect, read_roster
 from tests.conftest import write_notebook
@@ -194,3 +196,49 @@ def test_force_and_one_student(graded_class: Path, light_course: Path) -> None:
     after = {p.name: p.stat().st_mtime_ns for p in (graded_class / "results").glob("*.json")}
     changed = [name for name in before if before[name] != after.get(name)]
     assert [name.split(".")[0] for name in changed] == ["student01__light"]
+
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_summary_page_renders_in_a_real_browser(graded_class: Path, tmp_path: Path) -> None:
+    page = graded_class / "summary.html"
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html, "self-contained"
+    shot = tmp_path / "summary.png"
+    done = subprocess.run(
+        [
+            str(CHROMIUM),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1400",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.is_file(), done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1_000_000) or []
+    assert len(colours) > 50, "the screenshot is (nearly) blank"
+    bluish = sum(count for count, (r, g, b) in colours if b > 150 and r < 120)
+    greenish = sum(count for count, (r, g, b) in colours if g > 150 and r < 150 and b < 120)
+    assert bluish > 500 and greenish > 500, "the histogram and pass-rate bars are drawn"
