@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +61,13 @@ def grade_batch(
     options: GradingOptions | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[BatchItem], None] | None = None,
+    scheduler: str | None = None,
 ) -> list[BatchItem]:
     """Grade every entry not yet graded under `out` (all of them with `force`).
 
     `on_start(total, cached)` is called once, `on_result` once per entry.
+    `scheduler` runs the grading on Dask instead of the local pool: "local"
+    for a `LocalCluster` of `workers` processes, or a scheduler address.
     """
     options = options or GradingOptions()
     store = out / "results"
@@ -83,38 +86,75 @@ def grade_batch(
     for item in items:
         if on_result is not None:
             on_result(item)
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or kernels
-    with ProcessPoolExecutor(
-        max_workers=max(1, min(workers, len(todo) or 1)),
-        mp_context=context,
-        initializer=_follow_parent,
-        initargs=(os.getpid(),),
-    ) as pool:
-        futures: dict[Future[str], Entry] = {
-            pool.submit(
-                _grade_one,
+    jobs = [
+        (
+            entry,
+            (
                 str(entry.path),
                 entry,
                 str(course.root),
                 assignment_name,
                 options,
                 str(store / f"{entry.label}.{keys[entry]}.json"),
-            ): entry
-            for entry in todo
-        }
+            ),
+        )
+        for entry in todo
+    ]
+    run = _run_on_dask(jobs, scheduler, workers) if scheduler else _run_locally(jobs, workers)
+    for entry, outcome in run:
+        result = _finished(outcome, entry, assignment_name)
+        if scheduler:  # dask workers may not share this file system: keep a copy here too
+            _write_atomically(store / f"{entry.label}.{keys[entry]}.json", result.to_json())
+        item = BatchItem(entry, result, cached=False)
+        items.append(item)
+        if on_result is not None:
+            on_result(item)
+    order = {entry: index for index, entry in enumerate(entries)}
+    return sorted(items, key=lambda item: order[item.entry])
+
+
+_Job = tuple[Entry, tuple[str, Entry, str, "str | None", GradingOptions, str]]
+_Outcome = Callable[[], str]  # returns the result's JSON, or raises what the worker raised
+
+
+def _run_locally(jobs: list[_Job], workers: int) -> Iterator[tuple[Entry, _Outcome]]:
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or kernels
+    with ProcessPoolExecutor(
+        max_workers=max(1, min(workers, len(jobs) or 1)),
+        mp_context=context,
+        initializer=_follow_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
+        futures: dict[Future[str], Entry] = {pool.submit(_grade_one, *arguments): entry for entry, arguments in jobs}
         try:
             for future in as_completed(futures):
-                entry = futures[future]
-                result = _finished(future, entry, assignment_name)
-                item = BatchItem(entry, result, cached=False)
-                items.append(item)
-                if on_result is not None:
-                    on_result(item)
+                yield futures[future], future.result
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-    order = {entry: index for index, entry in enumerate(entries)}
-    return sorted(items, key=lambda item: order[item.entry])
+
+
+def _run_on_dask(jobs: list[_Job], scheduler: str, workers: int) -> Iterator[tuple[Entry, _Outcome]]:
+    """The same work on Dask distributed: a LocalCluster, or any scheduler (Slurm via dask-jobqueue)."""
+    from distributed import Client, LocalCluster
+    from distributed import as_completed as dask_completed
+
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)  # type: ignore[no-untyped-call]
+    try:
+        with Client(cluster if cluster is not None else scheduler) as client:  # type: ignore[no-untyped-call]
+            futures = {
+                client.submit(
+                    _grade_one, *arguments, key=f"grade-{entry.label}-{arguments[-1][-21:-5]}", pure=False
+                ): entry
+                for entry, arguments in jobs
+            }
+            for future in dask_completed(futures):  # type: ignore[no-untyped-call]
+                yield futures[future], future.result
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 def cache_key(entry: Entry, course: Course, assignment_name: str | None, options: GradingOptions) -> str:
@@ -173,9 +213,9 @@ def _grade_one(
     return text
 
 
-def _finished(future: Future[str], entry: Entry, assignment_name: str | None) -> SubmissionResult:
+def _finished(outcome: _Outcome, entry: Entry, assignment_name: str | None) -> SubmissionResult:
     try:
-        return SubmissionResult.from_json(future.result())
+        return SubmissionResult.from_json(outcome())
     except Exception as error:  # a worker crash must not stop the batch: it becomes this entry's result
         reason = f"the grading worker failed: {type(error).__name__}: {error}"
         if isinstance(error, NotANotebookError):

@@ -72,6 +72,11 @@ def cli(context: click.Context, course: Path | None) -> None:
     help="Batch mode: grade files, folders and zips into this results folder (resumable).",
 )
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel workers for --out (default: one per core).")
+@click.option(
+    "--dask",
+    "scheduler",
+    help="With --out: grade on Dask distributed: 'local' (a LocalCluster of -j workers) or a scheduler address.",
+)
 @click.option("--force", is_flag=True, help="With --out: regrade even what is already graded.")
 @click.option("--student", "only_student", help="With --out: grade only this student (folder or file name).")
 @click.option("--roster", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV: match,name,id.")
@@ -91,6 +96,7 @@ def grade(
     json_path: Path | None,
     out: Path | None,
     jobs: int | None,
+    scheduler: str | None,
     force: bool,
     only_student: str | None,
     roster: Path | None,
@@ -105,8 +111,8 @@ def grade(
     """
     if (json_path is not None or gradescope_path is not None) and (len(paths) != 1 or out is not None):
         raise UsageError("--json takes one notebook; use --out DIR for several")
-    if out is None and (jobs or force or only_student or roster):
-        raise UsageError("-j, --force, --student and --roster go with --out DIR")
+    if out is None and (jobs or force or only_student or roster or scheduler):
+        raise UsageError("-j, --dask, --force, --student and --roster go with --out DIR")
     course = _course(context)
     if assignment is not None:
         course.get(assignment)  # an unknown name is a usage error before any work
@@ -126,6 +132,7 @@ def grade(
             workers=jobs or default_workers(),
             force=force,
             options=options,
+            scheduler=scheduler,
         )
         render_batch(items, _out)
         names = [item.result.assignment for item in items if item.result.assignment]
@@ -223,6 +230,7 @@ def _batch_with_progress(
     workers: int,
     force: bool,
     options: GradingOptions,
+    scheduler: str | None,
 ) -> list[BatchItem]:
     """The batch with a progress bar (counts, ETA) and a summary line."""
     started = time.monotonic()
@@ -239,6 +247,7 @@ def _batch_with_progress(
             options=options,
             on_start=lambda total, cached: progress.update(task, total=total),
             on_result=lambda item: progress.advance(task),
+            scheduler=scheduler,
         )
     counts = {status: sum(i.result.status == status for i in items) for status in ("graded", "rejected", "error")}
     cached = sum(i.cached for i in items)

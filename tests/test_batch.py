@@ -242,3 +242,21 @@ def test_summary_page_renders_in_a_real_browser(graded_class: Path, tmp_path: Pa
     bluish = sum(count for count, (r, g, b) in colours if b > 150 and r < 120)
     greenish = sum(count for count, (r, g, b) in colours if g > 150 and r < 150 and b < 120)
     assert bluish > 500 and greenish > 500, "the histogram and pass-rate bars are drawn"
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_results_as_the_local_pool(light_course: Path, tmp_path: Path) -> None:
+    submissions = make_class(tmp_path / "class", 3)
+    outcomes = {}
+    for backend in ("pool", "dask"):
+        out = tmp_path / backend
+        extra = ["--dask", "local"] if backend == "dask" else []
+        done = autograder(
+            "grade", str(submissions), "-a", "light", "--out", str(out), "-j", "2", *extra, course=light_course
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outcomes[backend] = {
+            p.name: [(c["name"], c["status"], c["score"]) for c in json.loads(p.read_text())["checks"]]
+            for p in (out / "results").glob("*.json")
+        }
+    assert outcomes["pool"] == outcomes["dask"] and len(outcomes["pool"]) == 3
