@@ -1,0 +1,110 @@
+"""Grading speed: this project vs bare nbclient vs `otter run`, on the same notebooks.
+
+Run by hand (it takes minutes and wants an idle machine):
+
+    .venv/bin/python bench/bench.py [--notebooks 8]
+
+Prints one table: per-submission wall and CPU seconds, and batch throughput,
+for a one-question torch notebook. CPU counts every process involved (grader,
+workers, kernels). `otter run` is measured only where otter-grader is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+BIN = Path(sys.executable).parent
+CHECK = '''
+import pytest
+
+@pytest.mark.question("q1")
+@pytest.mark.points(1)
+def test_total(student):
+    assert float(student.fetch("total")) == 6.0, "`total` should be 6"
+'''
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], **kwargs: object) -> tuple[float, float]:
+    wall, cpu = time.monotonic(), children_cpu()
+    subprocess.run(command, check=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    return time.monotonic() - wall, children_cpu() - cpu
+
+
+def make_course(root: Path, count: int) -> Path:
+    (root / "assignments" / "one" / "public_checks").mkdir(parents=True)
+    (root / "solutions" / "one" / "hidden_checks").mkdir(parents=True)
+    (root / "solutions" / "one" / "hidden_checks" / "test_one.py").write_text(CHECK)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("import torch\ntotal = torch.tensor([1.0, 2.0, 3.0]).sum()")]
+    nbformat.write(notebook, root / "assignments" / "one" / "one.ipynb")
+    submissions = root / "submissions"
+    submissions.mkdir()
+    for index in range(count):
+        nbformat.write(notebook, submissions / f"student{index:02d}.ipynb")
+    return submissions
+
+
+def bench_project(course: Path, submissions: Path, workers: int) -> tuple[float, float]:
+    out = course / f"out-{workers}"
+    command = [str(BIN / "autograder"), "--course", str(course), "grade", str(submissions), "-a", "one",
+               "--out", str(out), "-j", str(workers), "--force"]
+    wall, cpu = timed(command)
+    results = [json.loads(p.read_text()) for p in (out / "results").glob("*.json")]
+    assert all(r["score"] == r["max_score"] == 1 for r in results), "the benchmark notebook should score full marks"
+    return wall, cpu
+
+
+def bench_nbclient(submissions: Path) -> tuple[float, float]:
+    script = "import sys, nbformat, nbclient\nfor p in sys.argv[1:]:\n    nbclient.execute(nbformat.read(p, 4))\n"
+    return timed([sys.executable, "-c", script, *map(str, sorted(submissions.glob("*.ipynb")))])
+
+
+def bench_otter(submissions: Path) -> tuple[float, float] | None:
+    otter = shutil.which("otter") or (str(BIN / "otter") if (BIN / "otter").exists() else None)
+    if otter is None:
+        return None
+    wall, cpu = 0.0, 0.0
+    for path in sorted(submissions.glob("*.ipynb")):
+        w, c = timed([otter, "run", str(path)], cwd=path.parent)
+        wall, cpu = wall + w, cpu + c
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--notebooks", type=int, default=8)
+    count = parser.parse_args().notebooks
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        course = Path(scratch)
+        submissions = make_course(course, count)
+        rows.append(("bare nbclient (no checks), serial", *bench_nbclient(submissions)))
+        for workers in (1, 2):
+            rows.append((f"autograder -j {workers}", *bench_project(course, submissions, workers)))
+        otter = bench_otter(submissions)
+        rows.append(("otter run, serial", *otter) if otter else ("otter run (otter-grader not installed)", 0.0, 0.0))
+    print(f"{count} one-question torch notebooks\n")
+    print(f"| {'runner':<40} | wall s / nb | CPU s / nb | notebooks / min |")
+    print(f"| {'-' * 40} | ---: | ---: | ---: |")
+    for name, wall, cpu in rows:
+        rate = 60 * count / wall if wall else 0.0
+        print(f"| {name:<40} | {wall / count:.2f} | {cpu / count:.2f} | {rate:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
