@@ -123,7 +123,8 @@ def sandbox_processes() -> list[str]:
     """Processes of sandbox users started from this environment (another checkout's
     tests running beside this one are not ours to count)."""
     lines = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
-    return [line for line in lines.splitlines() if int(line.split()[0]) >= 200_000 and sys.prefix in line]
+    ours = [line for line in lines.splitlines() if int(line.split()[0]) >= 200_000]
+    return [line for line in ours if sys.prefix in line or "/.venv/" not in line]
 
 
 def hostile_notebook(arena: Arena, attack: Attack) -> Path:
