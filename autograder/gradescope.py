@@ -15,6 +15,8 @@ from pathlib import Path
 
 from autograder.course import Course
 
+_PROJECT = Path(__file__).resolve().parent.parent
+
 _SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once when it builds the autograder image.
 set -euo pipefail
@@ -43,36 +45,27 @@ exit 0
 def export_gradescope(course: Course, name: str, target: Path) -> Path:
     """Write the autograder zip for assignment `name` to `target`."""
     assignment = course.get(name)
-    project = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="autograder-gradescope-") as scratch:
-        wheels = Path(scratch) / "wheels"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "--no-build-isolation",
-                "-q",
-                "-w",
-                str(wheels),
-                str(project),
-            ],
-            check=True,
-        )
+        wheel = build_wheel(Path(scratch))
         target.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as bundle:
             _add_script(bundle, "setup.sh", _SETUP)
             _add_script(bundle, "run_autograder", _RUN.format(name=name))
-            bundle.write(project / "constraints.txt", "constraints.txt")
-            for wheel in wheels.glob("*.whl"):
-                bundle.write(wheel, f"wheels/{wheel.name}")
+            bundle.write(_PROJECT / "constraints.txt", "constraints.txt")
+            bundle.write(wheel, f"wheels/{wheel.name}")
             for folder, prefix in ((assignment.public_dir, "assignments"), (assignment.solution_dir, "solutions")):
                 for path in sorted(folder.rglob("*")):
                     if path.is_file() and "__pycache__" not in path.parts:
                         bundle.write(path, f"course/{prefix}/{name}/{path.relative_to(folder)}")
     return target
+
+
+def build_wheel(folder: Path) -> Path:
+    """The grader's own wheel (engine and public material, never solutions), built offline."""
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder)]
+    subprocess.run([*command, str(_PROJECT)], check=True, timeout=300)
+    (wheel,) = folder.glob("autograder-*.whl")
+    return wheel
 
 
 def unpack_for_trial(archive: Path, root: Path) -> Path:

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 
 import pytest
 
+from autograder.gradescope import build_wheel
 from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-        timeout=300,
-    )
-    (path,) = out.glob("autograder-*.whl")
-    return zipfile.ZipFile(path)
+    return zipfile.ZipFile(build_wheel(tmp_path_factory.mktemp("wheel")))
 
 
 def test_wheel_has_engine_and_public_material(wheel: zipfile.ZipFile) -> None:
