@@ -108,6 +108,8 @@ def grade(
 
     Exit 0 when every notebook was graded (whatever its score), 2 when one was
     rejected (not a notebook, unknown assignment), 1 when the grader failed.
+    With --out, a rejected submission is a row of the batch: exit 0 unless the
+    grader itself failed on one.
     """
     if (json_path is not None or gradescope_path is not None) and (len(paths) != 1 or out is not None):
         raise UsageError("--json takes one notebook; use --out DIR for several")
@@ -119,28 +121,18 @@ def grade(
     options = GradingOptions(cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout)
     _say_if_unsandboxed()
     if out is not None:
-        entries = collect(paths, unpack_to=out / "inputs", roster=read_roster(roster) if roster else None)
-        if only_student is not None:
-            entries = [e for e in entries if only_student in (e.student, e.path.name, e.name)]
-            if not entries:
-                raise UsageError(f"no submission of {only_student!r} under the given paths")
-        items = _batch_with_progress(
-            entries,
+        return _grade_into_folder(
+            paths,
             course=course,
             out=out,
             assignment=assignment,
             workers=jobs or default_workers(),
             force=force,
+            only_student=only_student,
+            roster=roster,
             options=options,
             scheduler=scheduler,
         )
-        render_batch(items, _out)
-        names = [item.result.assignment for item in items if item.result.assignment]
-        name = assignment or (max(set(names), key=names.count) if names else None)
-        title = (course.get(name).config.title or name) if name else "Score"
-        write_batch_reports(items, out, title=title)
-        _out.print(f"[dim]results, gradebook and feedback in {out}[/]")
-        return 1 if any(item.result.status == "error" for item in items) else 0
     results = []
     for path in paths:
         result = grade_notebook(
@@ -219,6 +211,43 @@ def export_gradescope_command(context: click.Context, name: str, output: Path | 
     target = export_gradescope(_course(context), name, output or Path(f"{name}-gradescope.zip"))
     _out.print(f"wrote {target}")
     return 0
+
+
+def _grade_into_folder(
+    paths: tuple[Path, ...],
+    *,
+    course: Course,
+    out: Path,
+    assignment: str | None,
+    workers: int,
+    force: bool,
+    only_student: str | None,
+    roster: Path | None,
+    options: GradingOptions,
+    scheduler: str | None,
+) -> int:
+    """Batch mode: collect, grade what is missing, write every report."""
+    entries = collect(paths, unpack_to=out / "inputs", roster=read_roster(roster) if roster else None)
+    if only_student is not None:
+        entries = [e for e in entries if only_student in (e.student, e.path.name, e.name)]
+        if not entries:
+            raise UsageError(f"no submission of {only_student!r} under the given paths")
+    items = _batch_with_progress(
+        entries,
+        course=course,
+        out=out,
+        assignment=assignment,
+        workers=workers,
+        force=force,
+        options=options,
+        scheduler=scheduler,
+    )
+    render_batch(items, _out)
+    names = [item.result.assignment for item in items if item.result.assignment]
+    name = assignment or (max(set(names), key=names.count) if names else None)
+    write_batch_reports(items, out, title=(course.get(name).config.title or name) if name else "Score")
+    _out.print(f"[dim]results, gradebook, feedback and summary.html in {out}[/]")
+    return 1 if any(item.result.status == "error" for item in items) else 0
 
 
 def _batch_with_progress(
