@@ -24,14 +24,14 @@ from pathlib import Path
 import nbformat
 
 BIN = Path(sys.executable).parent
-CHECK = '''
+CHECK = """
 import pytest
 
 @pytest.mark.question("q1")
 @pytest.mark.points(1)
 def test_total(student):
     assert float(student.fetch("total")) == 6.0, "`total` should be 6"
-'''
+"""
 
 
 def children_cpu() -> float:
@@ -61,8 +61,20 @@ def make_course(root: Path, count: int) -> Path:
 
 def bench_project(course: Path, submissions: Path, workers: int) -> tuple[float, float]:
     out = course / f"out-{workers}"
-    command = [str(BIN / "autograder"), "--course", str(course), "grade", str(submissions), "-a", "one",
-               "--out", str(out), "-j", str(workers), "--force"]
+    command = [
+        str(BIN / "autograder"),
+        "--course",
+        str(course),
+        "grade",
+        str(submissions),
+        "-a",
+        "one",
+        "--out",
+        str(out),
+        "-j",
+        str(workers),
+        "--force",
+    ]
     wall, cpu = timed(command)
     results = [json.loads(p.read_text()) for p in (out / "results").glob("*.json")]
     assert all(r["score"] == r["max_score"] == 1 for r in results), "the benchmark notebook should score full marks"
@@ -74,13 +86,33 @@ def bench_nbclient(submissions: Path) -> tuple[float, float]:
     return timed([sys.executable, "-c", script, *map(str, sorted(submissions.glob("*.ipynb")))])
 
 
-def bench_otter(submissions: Path) -> tuple[float, float] | None:
-    otter = shutil.which("otter") or (str(BIN / "otter") if (BIN / "otter").exists() else None)
+def bench_otter(otter: str | None, scratch: Path, count: int) -> tuple[float, float] | None:
+    """`otter assign` a one-question master notebook once, then `otter run` each copy."""
     if otter is None:
         return None
+    folder = scratch / "otter"
+    folder.mkdir()
+    master = nbformat.v4.new_notebook()
+    master.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    raw = nbformat.v4.new_raw_cell
+    master.cells = [
+        raw("# ASSIGNMENT CONFIG\nexport_cell: false\ninit_cell: false\ncheck_all_cell: false\nrun_tests: false"),
+        raw("# BEGIN QUESTION\nname: q1\npoints: 1"),
+        nbformat.v4.new_code_cell("import torch\ntotal = torch.tensor([1.0, 2.0, 3.0]).sum() # SOLUTION"),
+        raw("# BEGIN TESTS"),
+        nbformat.v4.new_code_cell("assert float(total) == 6.0"),
+        raw("# END TESTS"),
+        raw("# END QUESTION"),
+    ]
+    nbformat.write(master, folder / "master.ipynb")
+    subprocess.run([otter, "assign", "master.ipynb", "dist"], cwd=folder, check=True, capture_output=True)
+    (archive,) = (folder / "dist" / "autograder").glob("*.zip")
+    solved = nbformat.read(folder / "dist" / "autograder" / "master.ipynb", 4)
     wall, cpu = 0.0, 0.0
-    for path in sorted(submissions.glob("*.ipynb")):
-        w, c = timed([otter, "run", str(path)], cwd=path.parent)
+    for index in range(count):
+        path = folder / f"student{index:02d}.ipynb"
+        nbformat.write(solved, path)
+        w, c = timed([otter, "run", "-a", str(archive), str(path)], cwd=folder)
         wall, cpu = wall + w, cpu + c
     return wall, cpu
 
@@ -88,7 +120,9 @@ def bench_otter(submissions: Path) -> tuple[float, float] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notebooks", type=int, default=8)
-    count = parser.parse_args().notebooks
+    parser.add_argument("--otter", default=shutil.which("otter"), help="the otter command (default: from PATH)")
+    arguments = parser.parse_args()
+    count = arguments.notebooks
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         course = Path(scratch)
@@ -96,7 +130,7 @@ def main() -> None:
         rows.append(("bare nbclient (no checks), serial", *bench_nbclient(submissions)))
         for workers in (1, 2):
             rows.append((f"autograder -j {workers}", *bench_project(course, submissions, workers)))
-        otter = bench_otter(submissions)
+        otter = bench_otter(arguments.otter, course, count)
         rows.append(("otter run, serial", *otter) if otter else ("otter run (otter-grader not installed)", 0.0, 0.0))
     print(f"{count} one-question torch notebooks\n")
     print(f"| {'runner':<40} | wall s / nb | CPU s / nb | notebooks / min |")
