@@ -133,8 +133,14 @@ def _problems(result: SubmissionResult) -> list[str]:
 
 
 def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:
-    """One row per graded notebook: student, a column per question, total, status."""
-    questions = list(dict.fromkeys(q.question for item in items for q in item.result.questions))
+    """One row per student (all of the student's notebooks together): a column per
+    question, the total, and the status of the worst notebook."""
+    assignments = {item.result.assignment for item in items if item.result.assignment}
+
+    def column(result: SubmissionResult, question: str) -> str:
+        return f"{result.assignment}:{question}" if len(assignments) > 1 else question
+
+    columns = list(dict.fromkeys(column(i.result, q.question) for i in items for q in i.result.questions))
     with target.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(
@@ -142,9 +148,9 @@ def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:
                 "student",
                 "name",
                 "lms_id",
-                "submission",
-                "assignment",
-                *questions,
+                "notebooks",
+                "assignments",
+                *columns,
                 "score",
                 "max_score",
                 "bonus",
@@ -152,22 +158,27 @@ def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:
                 "reason",
             ]
         )
-        for item in items:
-            result = item.result
-            scores = {q.question: f"{q.score:g}" for q in result.questions}
+        for student, mine in _by_student(items).items():
+            results = [item.result for item in mine]
+            scores: dict[str, float] = {}
+            for result in results:
+                for question in result.questions:
+                    key = column(result, question.question)
+                    scores[key] = scores.get(key, 0.0) + question.score
+            failed = [item for item in mine if item.result.status != "graded"]
             writer.writerow(
                 [
-                    item.entry.student,
-                    item.entry.name,
-                    item.entry.lms_id,
-                    item.entry.path.name,
-                    result.assignment or "",
-                    *(scores.get(q, "") for q in questions),
-                    f"{result.score:g}",
-                    f"{result.max_score:g}",
-                    f"{result.bonus:g}",
-                    result.status,
-                    result.reason,
+                    student,
+                    mine[0].entry.name,
+                    mine[0].entry.lms_id,
+                    "; ".join(item.entry.path.name for item in mine),
+                    "; ".join(dict.fromkeys(r.assignment or "" for r in results)),
+                    *(f"{scores[c]:g}" if c in scores else "" for c in columns),
+                    f"{sum(r.score for r in results):g}",
+                    f"{sum(r.max_score for r in results):g}",
+                    f"{sum(r.bonus for r in results):g}",
+                    failed[0].result.status if failed else "graded",
+                    "; ".join(f"{i.entry.path.name}: {i.result.reason}" for i in failed),
                 ]
             )
 
@@ -177,9 +188,17 @@ def write_canvas_gradebook(items: Sequence[BatchItem], target: Path, *, title: s
     with target.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["Student", "ID", "SIS User ID", "Section", title])
-        for item in items:
-            score = f"{item.result.score + item.result.bonus:g}" if item.result.status == "graded" else ""
-            writer.writerow([item.entry.name or item.entry.student, item.entry.lms_id, "", "", score])
+        for student, mine in _by_student(items).items():
+            graded = [item.result for item in mine if item.result.status == "graded"]
+            score = f"{sum(r.score + r.bonus for r in graded):g}" if graded else ""
+            writer.writerow([mine[0].entry.name or student, mine[0].entry.lms_id, "", "", score])
+
+
+def _by_student(items: Sequence[BatchItem]) -> dict[str, list[BatchItem]]:
+    grouped: dict[str, list[BatchItem]] = {}
+    for item in items:
+        grouped.setdefault(item.entry.student, []).append(item)
+    return grouped
 
 
 def gradescope_results(result: SubmissionResult) -> dict[str, Any]:

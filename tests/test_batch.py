@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from autograder.submissions import collect, read_roster
+from autograder.batch import BatchItem
+from autograder.batch_report import write_canvas_gradebook, write_gradebook
+from autograder.results import QuestionScore, SubmissionResult
+from autograder.submissions import Entry, collect, read_roster
 from tests.conftest import write_notebook
 
 COMMAND = Path(sys.executable).parent / "autograder"
@@ -260,3 +263,33 @@ def test_dask_local_cluster_gives_the_same_results_as_the_local_pool(light_cours
             for p in (out / "results").glob("*.json")
         }
     assert outcomes["pool"] == outcomes["dask"] and len(outcomes["pool"]) == 3
+
+
+def test_gradebook_has_one_row_per_student_across_notebooks(tmp_path: Path) -> None:
+    def item(student: str, notebook: str, assignment: str, score: float, status: str = "graded") -> BatchItem:
+        questions = (QuestionScore("q1", "One", score, 2),) if status == "graded" else ()
+        result = SubmissionResult(
+            submission=notebook,
+            assignment=assignment,
+            status=status,
+            score=score,  # type: ignore[arg-type]
+            max_score=2 if status == "graded" else 0,
+            questions=questions,
+            reason="" if status == "graded" else "bad",
+        )
+        return BatchItem(Entry(student, tmp_path / notebook, name="Ann Lee", lms_id="7"), result, cached=False)
+
+    items = [
+        item("ann", "warmup.ipynb", "warmup", 2),
+        item("ann", "project.ipynb", "project", 1),
+        item("bob", "warmup.ipynb", "warmup", 0, status="rejected"),
+    ]
+    write_gradebook(items, tmp_path / "g.csv")
+    rows = list(csv.DictReader((tmp_path / "g.csv").read_text().splitlines()))
+    assert [r["student"] for r in rows] == ["ann", "bob"]
+    ann, bob = rows
+    assert (ann["warmup:q1"], ann["project:q1"], ann["score"], ann["max_score"]) == ("2", "1", "3", "4")
+    assert ann["notebooks"] == "warmup.ipynb; project.ipynb" and ann["status"] == "graded"
+    assert bob["status"] == "rejected" and bob["reason"] == "warmup.ipynb: bad"
+    write_canvas_gradebook(items, tmp_path / "c.csv", title="Week 4")
+    assert (tmp_path / "c.csv").read_text().splitlines()[1:] == ["Ann Lee,7,,,3", "Ann Lee,7,,,"]
