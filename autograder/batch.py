@@ -27,7 +27,7 @@ from pathlib import Path
 
 from autograder.course import Course
 from autograder.environment import grader_version
-from autograder.errors import AutograderError, NotANotebookError
+from autograder.errors import AutograderError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
 from autograder.results import SubmissionResult
@@ -36,6 +36,14 @@ from autograder.submissions import Entry
 ASSET_SET = "none"
 _CLEANUP_GRACE_S = 20.0
 _PARENT_GONE = threading.Event()  # set in a worker whose grader has died
+
+
+STATUSES = ("graded", "rejected", "error")
+
+
+def count_statuses(items: Sequence[BatchItem]) -> dict[str, int]:
+    """How many results of a batch have each status."""
+    return {status: sum(item.result.status == status for item in items) for status in STATUSES}
 
 
 @dataclass(frozen=True)
@@ -217,14 +225,11 @@ def _finished(outcome: _Outcome, entry: Entry, assignment_name: str | None) -> S
     try:
         return SubmissionResult.from_json(outcome())
     except Exception as error:  # a worker crash must not stop the batch: it becomes this entry's result
-        reason = f"the grading worker failed: {type(error).__name__}: {error}"
-        if isinstance(error, NotANotebookError):
-            reason = error.reason
         return SubmissionResult(
             submission=str(entry.path),
             assignment=assignment_name,
             status="error",
-            reason=reason,
+            reason=f"the grading worker failed: {type(error).__name__}: {error}",
             student=entry.name or entry.student,
             grader_version=grader_version(),
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from autograder.batch import BatchItem
+from autograder.batch import BatchItem, count_statuses
 from autograder.results import SubmissionResult
 
 _TEMPLATES = jinja2.Environment(
@@ -56,7 +56,7 @@ def write_summary_page(items: Sequence[BatchItem], target: Path, *, title: str) 
         "title": title,
         "counts": {
             "total": len(items),
-            **{status: sum(i.result.status == status for i in items) for status in ("graded", "rejected", "error")},
+            **count_statuses(items),
         },
         "mean": sum(i.result.score for i in graded) / len(graded) if graded else 0.0,
         "max_score": max((i.result.max_score for i in graded), default=0.0),

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from autograder.batch import BatchItem, default_workers, grade_batch
+from autograder.batch import count_statuses, default_workers, grade_batch
 from autograder.batch_report import gradescope_results, write_batch_reports
 from autograder.contract import verify_assignment
 from autograder.course import Course
@@ -22,7 +22,7 @@ from autograder.grading import GradingOptions, grade_notebook
 from autograder.report import render_batch, render_grade, render_self_check
 from autograder.results import SubmissionResult
 from autograder.sandbox import sandbox_available
-from autograder.submissions import Entry, collect, read_roster
+from autograder.submissions import collect, read_roster
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
@@ -226,42 +226,12 @@ def _grade_into_folder(
     options: GradingOptions,
     scheduler: str | None,
 ) -> int:
-    """Batch mode: collect, grade what is missing, write every report."""
+    """Batch mode: collect, grade what is missing with a progress bar, write every report."""
     entries = collect(paths, unpack_to=out / "inputs", roster=read_roster(roster) if roster else None)
     if only_student is not None:
         entries = [e for e in entries if only_student in (e.student, e.path.name, e.name)]
         if not entries:
             raise UsageError(f"no submission of {only_student!r} under the given paths")
-    items = _batch_with_progress(
-        entries,
-        course=course,
-        out=out,
-        assignment=assignment,
-        workers=workers,
-        force=force,
-        options=options,
-        scheduler=scheduler,
-    )
-    render_batch(items, _out)
-    names = [item.result.assignment for item in items if item.result.assignment]
-    name = assignment or (max(set(names), key=names.count) if names else None)
-    write_batch_reports(items, out, title=(course.get(name).config.title or name) if name else "Score")
-    _out.print(f"[dim]results, gradebook, feedback and summary.html in {out}[/]")
-    return 1 if any(item.result.status == "error" for item in items) else 0
-
-
-def _batch_with_progress(
-    entries: list[Entry],
-    *,
-    course: Course,
-    out: Path,
-    assignment: str | None,
-    workers: int,
-    force: bool,
-    options: GradingOptions,
-    scheduler: str | None,
-) -> list[BatchItem]:
-    """The batch with a progress bar (counts, ETA) and a summary line."""
     started = time.monotonic()
     columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=_err, transient=False) as progress:
@@ -278,14 +248,18 @@ def _batch_with_progress(
             on_result=lambda item: progress.advance(task),
             scheduler=scheduler,
         )
-    counts = {status: sum(i.result.status == status for i in items) for status in ("graded", "rejected", "error")}
-    cached = sum(i.cached for i in items)
+    counts = count_statuses(items)
     _err.print(
         f"{len(items)} submissions: {counts['graded']} graded, {counts['rejected']} rejected, "
-        f"{counts['error']} errors ({cached} already graded, reused) in {time.monotonic() - started:.1f} s "
-        f"with {workers} worker(s)"
+        f"{counts['error']} errors ({sum(i.cached for i in items)} already graded, reused) "
+        f"in {time.monotonic() - started:.1f} s with {workers} worker(s)"
     )
-    return items
+    render_batch(items, _out)
+    names = [item.result.assignment for item in items if item.result.assignment]
+    name = assignment or (max(set(names), key=names.count) if names else None)
+    write_batch_reports(items, out, title=(course.get(name).config.title or name) if name else "Score")
+    _out.print(f"[dim]results, gradebook, feedback and summary.html in {out}[/]")
+    return 1 if any(item.result.status == "error" for item in items) else 0
 
 
 def _exit_code(results: list[SubmissionResult]) -> int:
