@@ -25,6 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.assets import default_store
 from autograder.course import Course
 from autograder.environment import grader_version
 from autograder.errors import AutograderError
@@ -33,7 +34,6 @@ from autograder.intake import read_submission
 from autograder.results import SubmissionResult
 from autograder.submissions import Entry
 
-ASSET_SET = "none"
 _CLEANUP_GRACE_S = 20.0
 _PARENT_GONE = threading.Event()  # set in a worker whose grader has died
 
@@ -179,7 +179,7 @@ def cache_key(entry: Entry, course: Course, assignment_name: str | None, options
             for path in (*assignment.public_checks, *assignment.hidden_checks):
                 digest.update(path.read_bytes())
             digest.update(repr(assignment.config).encode())
-    digest.update(f"{name}|{options}|{ASSET_SET}|{grader_version()}".encode())
+    digest.update(f"{name}|{options}|{default_store().set_id}|{grader_version()}".encode())
     return digest.hexdigest()[:16]
 
 

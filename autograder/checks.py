@@ -20,12 +20,13 @@ import io
 import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from autograder.assets import AssetStore
 from autograder.bridge import Student
 from autograder.errors import BridgeError, KernelUnavailableError, StudentCodeError, StudentNameError
 from autograder.results import CheckOutcome, CheckStatus, Visibility
@@ -52,6 +53,17 @@ class CheckFile:
     visibility: Visibility
 
 
+@dataclass(frozen=True)
+class CheckContext:
+    """What checks may see besides the kernel: the executed notebook's working
+    folder (for the files it wrote), the asset folder, and the thresholds set
+    for the kind of assets in it."""
+
+    workdir: Path | None = None
+    assets: AssetStore | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
 class Credit:
     """Lets a check award part of its points: `credit.give(0.5, "why")`."""
 
@@ -67,8 +79,15 @@ class Credit:
 class _CheckSession:
     """The pytest plugin: provides the fixtures and records every outcome."""
 
-    def __init__(self, student: Student, files: Sequence[CheckFile], environment_failure: str | None) -> None:
+    def __init__(
+        self,
+        student: Student,
+        files: Sequence[CheckFile],
+        environment_failure: str | None,
+        context: CheckContext,
+    ) -> None:
         self._student = student
+        self._context = context
         self._visibility = {f.path.resolve(): f.visibility for f in files}
         self._environment_failure = environment_failure
         self._credits: dict[str, Credit] = {}
@@ -85,6 +104,25 @@ class _CheckSession:
     @pytest.fixture(name="credit")
     def credit_fixture(self, request: pytest.FixtureRequest) -> Credit:
         return self._credits.setdefault(request.node.nodeid, Credit())
+
+    @pytest.fixture(name="workdir")
+    def workdir_fixture(self) -> Path:
+        """The executed notebook's working folder (read figures with `autograder.figures`)."""
+        if self._context.workdir is None:
+            raise RuntimeError("this grading gives the checks no working folder")
+        return self._context.workdir
+
+    @pytest.fixture(name="assets")
+    def assets_fixture(self) -> AssetStore:
+        if self._context.assets is None:
+            raise RuntimeError("this grading gives the checks no asset folder")
+        self._context.assets.require()
+        return self._context.assets
+
+    @pytest.fixture(name="thresholds")
+    def thresholds_fixture(self) -> dict[str, float]:
+        """The assignment's thresholds for the kind of assets graded with ("stand-in", "real")."""
+        return self._context.thresholds
 
     @pytest.fixture(name="fresh_seed")
     def fresh_seed_fixture(self) -> int:
@@ -164,11 +202,12 @@ def run_checks(
     student: Student,
     *,
     environment_failure: str | None = None,
+    context: CheckContext | None = None,
 ) -> list[CheckOutcome]:
     """Run the given check files against `student` and return one outcome per check."""
     if not files:
         return []
-    session = _CheckSession(student, files, environment_failure)
+    session = _CheckSession(student, files, environment_failure, context or CheckContext())
     with tempfile.TemporaryDirectory(prefix="autograder-checks-") as scratch:
         ini = Path(scratch) / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")

@@ -42,6 +42,18 @@ class AssignmentConfig:
     processes: int = _setting(256, "Sandbox: most processes and threads at once.")
     scratch_mb: int = _setting(1024, "Sandbox: size of the working folder and of /tmp (MiB).")
     questions: dict[str, str] = _setting({}, "Question id -> title, in the order reports use.")
+    links: dict[str, str] = _setting(
+        {}, "Working-folder path -> public asset folder it shows, read-only (e.g. data = 'fashion-mnist')."
+    )
+    kaggle_inputs: dict[str, str] = _setting(
+        {}, "Path under /kaggle/input -> public asset folder it shows, read-only (in the sandbox and the image)."
+    )
+    thresholds: dict[str, dict[str, float]] = _setting(
+        {}, "Asset kind ('stand-in', 'real') -> named thresholds the checks read (e.g. accuracy = 0.8)."
+    )
+    answers: dict[str, str] = _setting(
+        {}, "Question id -> regular expression of its heading, to report whether a written answer is present."
+    )
 
     @classmethod
     def describe(cls) -> dict[str, str]:
@@ -98,6 +110,13 @@ def _coerce(name: str, value: Any, declared: Any, source: str) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise wrong
         return tuple(value)
+    if declared == "dict[str, dict[str, float]]":
+        if not isinstance(value, dict) or not all(
+            isinstance(v, dict) and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in v.values())
+            for v in value.values()
+        ):
+            raise wrong
+        return {kind: {k: float(n) for k, n in v.items()} for kind, v in value.items()}
     if declared == "dict[str, str]":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise wrong

@@ -7,6 +7,7 @@ The tree, with the CLI exit code each one maps to::
     |   +-- UnknownAssignmentError (LookupError)      exit 2
     +-- NotANotebookError (ValueError)                exit 2
     +-- ConfigError (ValueError)                      exit 2
+    +-- AssetError (FileNotFoundError)                exit 3
     +-- BridgeError (RuntimeError)                    exit 1
         +-- StudentNameError (NameError)              a name the check asked for is missing
         +-- StudentCodeError (RuntimeError)           student code raised while a check called it
@@ -52,6 +53,12 @@ class ConfigError(AutograderError, ValueError):
     """An assignment's configuration is invalid."""
 
     exit_code = 2
+
+
+class AssetError(AutograderError, FileNotFoundError):
+    """Weights or datasets the grader needs are missing, or cannot be made."""
+
+    exit_code = 3
 
 
 class BridgeError(AutograderError, RuntimeError):

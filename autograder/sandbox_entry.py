@@ -38,6 +38,16 @@ def _hide(path: str) -> None:
         _mount("-t", "tmpfs", "-o", "ro,size=4k,mode=0755,nosuid,nodev,noexec", "tmpfs", path)
 
 
+def _kaggle(links: dict[str, str]) -> None:
+    """Kaggle's paths, as links on a private read-only tmpfs at /kaggle."""
+    _mount("-t", "tmpfs", "-o", "size=64k,mode=0755,nosuid,nodev", "tmpfs", "/kaggle")
+    for relative, target in links.items():
+        link = os.path.join("/kaggle", relative)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(target, link)
+    _mount("-o", "remount,ro", "/kaggle")
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     kernel = sys.argv[sys.argv.index("--") + 1 :]
@@ -53,9 +63,13 @@ def main() -> None:
     _mount("--make-rprivate", "/")
     for path in spec["writable"]:  # a mount of its own stays writable below
         _mount("--bind", path, path)
+    if spec["kaggle"]:  # an empty folder on the host, once: the mount point for /kaggle
+        os.makedirs("/kaggle", mode=0o755, exist_ok=True)
     _mount("-o", "remount,bind,ro", "/")  # the root file system becomes read-only
     for path in spec["hide"]:
         _hide(path)
+    if spec["kaggle"]:
+        _kaggle(spec["kaggle"])
     # What the kernel needs but a private scratch folder would cover (a checkout
     # under /tmp, say) is held open now and bound back, read-only, afterwards.
     held = {

@@ -1,0 +1,155 @@
+"""Trusted references for checks: the pretrained models loaded from the asset
+folder, run in the grader's process on data the student never saw, and images
+and datasets read safely.
+
+Checks import these (`from autograder.reference import ...`); nothing here
+runs student code. Models are loaded once per grader process and shared.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autograder.assets import FASHION, INTEL, SCENES, AssetStore, read_idx, weights_enum, weights_file
+from autograder.errors import AssetError
+
+MAX_FIGURE_BYTES = 20 * 1024 * 1024
+MAX_FIGURE_PIXELS = 40_000_000
+
+
+def load_model(assets: AssetStore, name: str) -> Any:
+    """The pretrained model `name` (e.g. "resnet18") from the asset folder, in eval mode, on CPU."""
+    path = assets.checkpoints / weights_file(name)
+    if not path.is_file():
+        raise AssetError(f"{path} is missing: run `autograder assets status`")
+    return _load_model(str(path), name, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(path: str, name: str, _modified: int) -> Any:
+    import torch
+    import torchvision.models
+
+    model = getattr(torchvision.models, name)(weights=None)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def categories(name: str) -> list[str]:
+    """The 1000 ImageNet class names, as the weights' metadata gives them."""
+    return list(weights_enum(name).meta["categories"])
+
+
+def preprocessing(name: str) -> Any:
+    """The weights' own preprocessing (`weights.transforms()`)."""
+    return weights_enum(name).transforms()
+
+
+def predict(assets: AssetStore, name: str, images: list[Any], *, k: int = 5) -> list[list[tuple[str, float]]]:
+    """The reference top-k (label, probability) for each PIL image."""
+    import torch
+
+    model, transform, labels = load_model(assets, name), preprocessing(name), categories(name)
+    with torch.no_grad():
+        probabilities = torch.softmax(model(torch.stack([transform(image) for image in images])), dim=1)
+    top = probabilities.topk(k, dim=1)
+    return [
+        [(labels[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
+        for values, indices in zip(top.values, top.indices, strict=True)
+    ]
+
+
+def held_out_scenes(assets: AssetStore, per_class: int = 2, *, seed: int = 0) -> list[tuple[Any, str]]:
+    """(PIL image, scene) pairs from the grader's hidden part of the Intel set."""
+    import random
+
+    from PIL import Image
+
+    chooser = random.Random(seed)
+    chosen = []
+    for scene in SCENES:
+        files = sorted((assets.hidden / INTEL / "holdout" / scene).glob("*.jpg"))
+        if not files:
+            raise AssetError(f"no held-out images of `{scene}`: run `autograder assets status`")
+        for path in chooser.sample(files, min(per_class, len(files))):
+            with Image.open(path) as image:
+                chosen.append((image.convert("RGB"), scene))
+    return chosen
+
+
+def held_out_fashion(assets: AssetStore) -> tuple[Any, Any]:
+    """The grader's part of the FashionMNIST test split: (uint8 images N x 28 x 28, labels N)."""
+    raw = assets.hidden / FASHION / "FashionMNIST" / "raw"
+    try:
+        return read_idx(raw / "t10k-images-idx3-ubyte"), read_idx(raw / "t10k-labels-idx1-ubyte")
+    except OSError as error:
+        raise AssetError(f"the hidden FashionMNIST test part is missing in {raw}") from error
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure file the student's notebook wrote, decoded."""
+
+    path: str
+    width: int
+    height: int
+    image: Any  # PIL image, RGB
+
+
+class FigureProblem(AssertionError):
+    """The figure is missing, not a regular file, too large, or not an image: a
+    failed check, with this message for the student."""
+
+
+def read_figure(workdir: Path, relative: str) -> Figure:
+    """Open a file the notebook wrote, inside `workdir`, never following a
+    symbolic link (student code could point one at the grader's files), with
+    size limits on the file and on the decoded image."""
+    from PIL import Image
+
+    parts = Path(relative).parts
+    if not parts or any(part in ("..", "/") for part in parts):
+        raise FigureProblem(f"`{relative}` is not a path inside the working folder")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    folder = os.open(workdir, flags | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=folder)
+            except OSError as error:
+                raise FigureProblem(f"`{relative}` was not written (no folder `{part}`)") from error
+            os.close(folder)
+            folder = inner
+        try:
+            handle = os.open(parts[-1], flags, dir_fd=folder)
+        except OSError as error:
+            raise FigureProblem(f"`{relative}` was not written by the notebook") from error
+    finally:
+        os.close(folder)
+    with os.fdopen(handle, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise FigureProblem(f"`{relative}` is not a regular file")
+        if info.st_size > MAX_FIGURE_BYTES:
+            raise FigureProblem(f"`{relative}` is larger than {MAX_FIGURE_BYTES // 2**20} MiB")
+        data = file.read(MAX_FIGURE_BYTES + 1)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_FIGURE_PIXELS:
+                raise FigureProblem(f"`{relative}` is too many pixels ({image.width}x{image.height})")
+            image.load()
+            return Figure(relative, image.width, image.height, image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise FigureProblem(f"`{relative}` is not an image that can be read ({type(error).__name__})") from error
+
+
+def figure_has_content(figure: Figure) -> bool:
+    """False for a blank canvas (a figure saved before anything was drawn)."""
+    extrema = figure.image.getextrema()
+    return any(high - low > 30 for low, high in extrema)
