@@ -29,6 +29,7 @@ import pytest
 from autograder.assets import AssetStore
 from autograder.bridge import Student
 from autograder.errors import BridgeError, KernelUnavailableError, StudentCodeError, StudentNameError
+from autograder.reference import FigureProblem
 from autograder.results import CheckOutcome, CheckStatus, Visibility
 
 _ENVIRONMENT_SIGNS = (
@@ -62,6 +63,16 @@ class CheckContext:
     workdir: Path | None = None
     assets: AssetStore | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
+    cell_sources: tuple[str, ...] = ()  # the notebook's cells, to tell which wrote a file
+    environment_cell: int | None = None  # where the run hit the grading machine's limits
+
+    def written_after_environment_failure(self, relative: str) -> bool:
+        """True when a cell mentioning this file comes at or after the cell that
+        failed for lack of a GPU: its absence is the machine's fault."""
+        if self.environment_cell is None:
+            return False
+        name = Path(relative).name
+        return any(name in source for source in self.cell_sources[self.environment_cell :])
 
 
 class Credit:
@@ -177,6 +188,8 @@ class _CheckSession:
         error = call.excinfo.value
         if isinstance(error, pytest.skip.Exception):
             return "not-run", f"skipped: {error.msg}"
+        if isinstance(error, FigureProblem) and self._context.written_after_environment_failure(error.relative):
+            return "environment", f"{_author_message(error)}: the notebook stopped at {self._environment_failure}"
         if isinstance(error, AssertionError):
             return "failed", _author_message(error)
         if isinstance(error, StudentCodeError) and is_environment_failure(str(error)):

@@ -106,6 +106,10 @@ class FigureProblem(AssertionError):
     """The figure is missing, not a regular file, too large, or not an image: a
     failed check, with this message for the student."""
 
+    def __init__(self, relative: str, message: str) -> None:
+        self.relative = relative
+        super().__init__(message)
+
 
 def read_figure(workdir: Path, relative: str) -> Figure:
     """Open a file the notebook wrote, inside `workdir`, never following a
@@ -115,7 +119,7 @@ def read_figure(workdir: Path, relative: str) -> Figure:
 
     parts = Path(relative).parts
     if not parts or any(part in ("..", "/") for part in parts):
-        raise FigureProblem(f"`{relative}` is not a path inside the working folder")
+        raise FigureProblem(relative, f"`{relative}` is not a path inside the working folder")
     flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     folder = os.open(workdir, flags | os.O_DIRECTORY)
     try:
@@ -123,30 +127,32 @@ def read_figure(workdir: Path, relative: str) -> Figure:
             try:
                 inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=folder)
             except OSError as error:
-                raise FigureProblem(f"`{relative}` was not written (no folder `{part}`)") from error
+                raise FigureProblem(relative, f"`{relative}` was not written (no folder `{part}`)") from error
             os.close(folder)
             folder = inner
         try:
             handle = os.open(parts[-1], flags, dir_fd=folder)
         except OSError as error:
-            raise FigureProblem(f"`{relative}` was not written by the notebook") from error
+            raise FigureProblem(relative, f"`{relative}` was not written by the notebook") from error
     finally:
         os.close(folder)
     with os.fdopen(handle, "rb") as file:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise FigureProblem(f"`{relative}` is not a regular file")
+            raise FigureProblem(relative, f"`{relative}` is not a regular file")
         if info.st_size > MAX_FIGURE_BYTES:
-            raise FigureProblem(f"`{relative}` is larger than {MAX_FIGURE_BYTES // 2**20} MiB")
+            raise FigureProblem(relative, f"`{relative}` is larger than {MAX_FIGURE_BYTES // 2**20} MiB")
         data = file.read(MAX_FIGURE_BYTES + 1)
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_FIGURE_PIXELS:
-                raise FigureProblem(f"`{relative}` is too many pixels ({image.width}x{image.height})")
+                raise FigureProblem(relative, f"`{relative}` is too many pixels ({image.width}x{image.height})")
             image.load()
             return Figure(relative, image.width, image.height, image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise FigureProblem(f"`{relative}` is not an image that can be read ({type(error).__name__})") from error
+        raise FigureProblem(
+            relative, f"`{relative}` is not an image that can be read ({type(error).__name__})"
+        ) from error
 
 
 def figure_has_content(figure: Figure) -> bool:

@@ -39,6 +39,11 @@ def render_grade(result: SubmissionResult, console: Console) -> None:
             points += f" (+{question.bonus:g}/{question.bonus_max:g} bonus)"
         table.add_row(f"{question.question} {escape(question.title)}", points, _reasons(failures))
     console.print(table)
+    if result.answers:
+        marks = "  ".join(
+            f"{q} {'[green]yes[/]' if present else '[yellow]no[/]'}" for q, present in result.answers.items()
+        )
+        console.print(f"written answers (not scored, for a mentor to read): {marks}")
     _render_execution(result, console)
     bonus = f"  bonus {result.bonus:g}/{result.bonus_max:g}" if result.bonus_max else ""
     seconds = result.timings.get("total_s", 0.0)

@@ -82,6 +82,7 @@ class SubmissionResult:
     execution: ExecutionReport | None = None
     timings: dict[str, float] = field(default_factory=dict)
     assets: str = "none"
+    answers: dict[str, bool] = field(default_factory=dict)  # question -> written answer present (never scored)
     environment: dict[str, Any] = field(default_factory=dict)
     submission_sha256: str = ""
     grader_version: str = ""
