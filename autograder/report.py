@@ -6,6 +6,7 @@ Everything about how a result looks lives here; grading code never prints.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -48,6 +49,24 @@ def render_grade(result: SubmissionResult, console: Console) -> None:
     bonus = f"  bonus {result.bonus:g}/{result.bonus_max:g}" if result.bonus_max else ""
     seconds = result.timings.get("total_s", 0.0)
     console.print(f"[bold]score {result.score:g}/{result.max_score:g}[/]{bonus}  [dim]({seconds:.1f} s)[/]")
+
+
+def render_students(results: Sequence[SubmissionResult], console: Console) -> None:
+    """One line per student covering all of that student's notebooks."""
+    by_student: dict[str, list[SubmissionResult]] = {}
+    for result in results:
+        by_student.setdefault(result.student, []).append(result)
+    for student, mine in by_student.items():
+        parts = [
+            f"{r.assignment or Path(r.submission).name} {r.score:g}/{r.max_score:g}"
+            if r.status == "graded"
+            else f"{Path(r.submission).name} {r.status}"
+            for r in mine
+        ]
+        score, most = sum(r.score for r in mine), sum(r.max_score for r in mine)
+        bonus = sum(r.bonus for r in mine)
+        extra = f" (+{bonus:g} bonus)" if bonus else ""
+        console.print(f"[bold]{escape(student)}[/]: {score:g}/{most:g}{extra}  [dim]({'; '.join(parts)})[/]")
 
 
 def render_self_check(result: SubmissionResult, console: Console) -> None:

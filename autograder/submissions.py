@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autograder.errors import UsageError
 
+_ASSIGNMENT_FOLDER = re.compile(r"^assignments?_\d+$", re.IGNORECASE)  # the course's `assignments_04/`
 _CANVAS = re.compile(r"^(?P<student>[^_]+)(?:_late)?_(?P<id>\d+)_\d+_(?P<file>.+)$", re.IGNORECASE)
 _ZIP_MAX_MEMBERS = 20_000
 _ZIP_MAX_BYTES = 4 * 1024**3
@@ -74,11 +75,26 @@ def _from_file(path: Path) -> Entry:
 
 
 def _from_folder(folder: Path) -> list[Entry]:
-    """Loose files are one submission each; each subfolder is one student's."""
+    """Loose files are one submission each; each subfolder is one student's;
+    but one student's own folder (the course's `assignments_04/`, or the
+    repository holding it) is that student's, every notebook in it."""
+    owner = _owner(folder)
+    if owner is not None:
+        return [Entry(student=owner, path=p) for p in _notebooks(folder)]
     entries = [_from_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix == ".ipynb"]
     for student in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         entries += [Entry(student=student.name, path=p) for p in _notebooks(student)]
     return entries
+
+
+def _owner(folder: Path) -> str | None:
+    """The student whose own folder this is, where the layout says so."""
+    folder = folder.resolve()
+    if _ASSIGNMENT_FOLDER.match(folder.name):
+        return folder.parent.name
+    inner = [p for p in folder.iterdir() if p.is_dir() and _ASSIGNMENT_FOLDER.match(p.name)]
+    loose = [p for p in folder.iterdir() if p.is_file() and p.suffix == ".ipynb"]
+    return folder.name if inner and not loose else None
 
 
 def _notebooks(folder: Path) -> Iterable[Path]:
