@@ -182,29 +182,34 @@ def seal(store: AssetStore) -> None:
 # --- fetching the real files (needs a network, except for the Intel set) ---
 
 
-def fetch(store: AssetStore, *, intel: Path | None) -> list[str]:
-    """Download the real weights and FashionMNIST with torchvision's own code, and
-    unpack the Intel Image Classification set from a folder or zip the instructor
-    supplies (it needs a Kaggle account). Returns what was done, one line each."""
+def fetch(store: AssetStore, *, intel: Path | None, download: bool = True) -> list[str]:
+    """Download the real weights and FashionMNIST with torchvision's own code
+    (unless `download` is false), and unpack the Intel Image Classification set
+    from a folder or zip the instructor supplies (it needs a Kaggle account).
+    Returns what was done, one line each."""
     done = []
     parts: dict[str, str] = dict(store.manifest().get("parts", {}))
-    store.checkpoints.mkdir(parents=True, exist_ok=True)
-    with _environment(TORCH_HOME=str(store.torch_home)):
-        for model in MODELS:
-            try:
-                weights_enum(model).get_state_dict(progress=False)
-            except OSError as error:
-                raise AssetError(f"cannot download the {model} weights (no network?): {error}") from error
-            parts[model] = "real"
-            done.append(f"weights {model}: {weights_file(model)}")
-    _fetch_fashion_mnist(store)
-    parts[FASHION] = "real"
-    done.append("fashion-mnist: train split public, test split halved into public and hidden")
+    if download:
+        store.checkpoints.mkdir(parents=True, exist_ok=True)
+        with _environment(TORCH_HOME=str(store.torch_home)):
+            for model in MODELS:
+                try:
+                    weights_enum(model).get_state_dict(progress=False)
+                except OSError as error:
+                    raise AssetError(f"cannot download the {model} weights (no network?): {error}") from error
+                parts[model] = "real"
+                done.append(f"weights {model}: {weights_file(model)}")
+        _fetch_fashion_mnist(store)
+        parts[FASHION] = "real"
+        done.append("fashion-mnist: train split public, test split halved into public and hidden")
     if intel is not None:
         count = _unpack_intel(store, intel)
         parts[INTEL] = "real"
-        done.append(f"intel-image-classification: {count} images, {_INTEL_HOLDOUT_PER_CLASS} per class held out")
-    kind = "real" if all(parts.get(p) == "real" for p in (*MODELS, FASHION, INTEL)) else "mixed"
+        done.append(f"intel-image-classification: {count} images, up to {_INTEL_HOLDOUT_PER_CLASS} per class held out")
+    if not done:
+        raise AssetError("nothing to fetch: give --intel, or leave downloads on")
+    real = all(parts.get(p) == "real" for p in (*MODELS, FASHION, INTEL))
+    kind = "real" if real else "mixed"
     write_manifest(store, kind=kind, set_id=kind, parts=parts)
     seal(store)
     return done

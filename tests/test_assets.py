@@ -1,0 +1,254 @@
+"""Offline assets: the stand-ins are format-identical to what torchvision reads,
+the sandbox shows the public part where the notebooks' own code looks and
+never the hidden part, and figures are read without following links."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import reference
+from autograder.answers import find_answers
+from autograder.assets import FASHION, INTEL, MODELS, SCENES, AssetStore, default_store, fetch, read_idx, weights_file
+from autograder.course import Course
+from autograder.errors import AssetError
+from autograder.grading import grade_notebook
+from autograder.sandbox import sandbox_available
+from tests.conftest import write_notebook
+
+
+@pytest.fixture(scope="session")
+def assets() -> AssetStore:
+    store = default_store()
+    if store.kind == "none":
+        pytest.fail(f"no assets in {store.root}: scripts/setup.sh generates them (`autograder assets synth`)")
+    return store
+
+
+def test_stand_in_weights_load_through_torchvision_unchanged(assets: AssetStore, monkeypatch: pytest.MonkeyPatch):
+    import torchvision.models
+
+    monkeypatch.setenv("TORCH_HOME", str(assets.torch_home))
+    for name, enum in MODELS.items():
+        assert (assets.checkpoints / weights_file(name)).is_file()
+        model = getattr(torchvision.models, name)(weights=getattr(torchvision.models, enum).DEFAULT)
+        assert sum(p.numel() for p in model.parameters()) == {
+            "resnet18": 11_689_512,
+            "mobilenet_v3_small": 2_542_856,
+            "efficientnet_b0": 5_288_548,
+        }[name]
+
+
+def test_stand_in_weights_give_clear_winners_on_held_out_scenes(assets: AssetStore):
+    """Near-uniform softmaxes would make top-1 comparisons flip: the manifest
+    records how the fit did on the held-out images, and it is checked here."""
+    if assets.kind != "stand-in":
+        pytest.skip("real assets: nothing generated to check")
+    quality = assets.manifest()["quality"]
+    assert quality["resnet18"]["intended_top1"] >= 0.95
+    assert quality["resnet18"]["pipelines_agree"] >= 0.95
+    assert quality["resnet18"]["min_margin"] >= 0.2
+    for name in ("mobilenet_v3_small", "efficientnet_b0"):
+        assert quality[name]["pipelines_agree"] >= 0.85, name
+    images = reference.held_out_scenes(assets, per_class=1)
+    top = reference.predict(assets, "resnet18", [image for image, _ in images], k=2)
+    assert all(first[1] - second[1] > 0.2 for first, second in top)
+
+
+def test_fashion_mnist_stand_in_reads_with_torchvision(assets: AssetStore, tmp_path: Path):
+    import torchvision.datasets
+
+    root = tmp_path / "data"
+    root.symlink_to(assets.public_folder(FASHION))
+    train = torchvision.datasets.FashionMNIST(root=str(root), train=True, download=True)  # present: no network
+    test = torchvision.datasets.FashionMNIST(root=str(root), train=False, download=False)
+    image, label = train[0]
+    assert image.size == (28, 28) and 0 <= label < 10
+    assert len(train.classes) == 10 and len(train) > len(test) > 0
+    hidden_images, hidden_labels = reference.held_out_fashion(assets)
+    assert hidden_images.shape[1:] == (28, 28) and len(hidden_labels) == len(hidden_images)
+    assert sorted(set(hidden_labels.tolist())) == list(range(10))
+
+
+def test_intel_stand_in_is_the_kaggle_layout(assets: AssetStore):
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    train = ImageFolder(str(assets.public / INTEL / "seg_train" / "seg_train"))
+    assert train.classes == list(SCENES)
+    for split in ("seg_train", "seg_test"):
+        for scene in SCENES:
+            files = sorted((assets.public / INTEL / split / split / scene).glob("*.jpg"))
+            assert len(files) >= 10
+            with Image.open(files[0]) as image:
+                assert image.size == (150, 150) and image.format == "JPEG"
+
+
+def test_hidden_part_is_the_graders_alone(assets: AssetStore):
+    assert (assets.hidden.stat().st_mode & 0o077) == 0
+    assert (assets.public.stat().st_mode & 0o005) == 0o005
+
+
+def test_fetch_unpacks_an_instructors_intel_zip_and_holds_part_out(assets: AssetStore, tmp_path: Path):
+    archive = tmp_path / "intel-image-classification.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in (assets.public / INTEL).rglob("*.jpg"):
+            bundle.write(path, Path("archive") / path.relative_to(assets.public / INTEL))
+    store = AssetStore(tmp_path / "assets")
+    lines = fetch(store, intel=archive, download=False)
+    assert "intel-image-classification" in lines[0]
+    for scene in SCENES:
+        public = list((store.public / INTEL / "seg_test" / "seg_test" / scene).glob("*.jpg"))
+        held = list((store.hidden / INTEL / "holdout" / scene).glob("*.jpg"))
+        assert public and held and not {p.name for p in public} & {h.name for h in held}
+    assert store.manifest()["parts"][INTEL] == "real"
+
+
+def test_fetch_refuses_a_zip_that_escapes(tmp_path: Path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("../../escaped.jpg", b"x")
+    with pytest.raises(AssetError, match="unsafe path"):
+        fetch(AssetStore(tmp_path / "assets"), intel=archive, download=False)
+    assert not (tmp_path.parent / "escaped.jpg").exists()
+
+
+def test_idx_round_trip(tmp_path: Path):
+    import numpy as np
+
+    from autograder.assets import write_idx
+
+    array = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    write_idx(tmp_path / "images", array)
+    assert (read_idx(tmp_path / "images") == array).all()
+    assert (tmp_path / "images").read_bytes()[:4] == bytes([0, 0, 8, 3])
+
+
+# --- what the kernel sees, through a course made for this test ---
+
+SEES = """
+import os, torch, torchvision
+from torchvision.models import resnet18, ResNet18_Weights
+model = resnet18(weights=ResNet18_Weights.DEFAULT)
+fashion = len(torchvision.datasets.FashionMNIST(root="data", download=True))
+kaggle = sorted(os.listdir("/kaggle/input/intel-image-classification/seg_test/seg_test")) if os.path.isdir("/kaggle") else []
+puneet = os.path.isdir("/kaggle/input/datasets/puneet6060/intel-image-classification/seg_train/seg_train/forest")
+working = os.path.isdir("/kaggle") and os.path.realpath("/kaggle/working") == os.path.realpath(os.getcwd())
+hidden_visible = sum(len(files) for _, _, files in os.walk(ASSETS_HIDDEN)) > 0
+os.makedirs("outputs", exist_ok=True)
+os.symlink(HIDDEN_CHECK, "outputs/figure.png")
+"""
+
+CHECKS = """
+import pytest
+from autograder import reference
+
+@pytest.mark.question("q1")
+@pytest.mark.points(1)
+def test_sees(student, workdir, assets, thresholds):
+    assert student.fetch("fashion") > 0, "no FashionMNIST"
+    assert student.fetch("model") is not None
+    assert thresholds == {"accuracy": 0.5}
+    if KAGGLE:
+        assert student.fetch("kaggle") == list(reference.SCENES), "Kaggle layout"
+        assert student.fetch("puneet") is True, "second Kaggle layout"
+        assert student.fetch("working") is True, "/kaggle/working"
+        assert student.fetch("hidden_visible") is False, "hidden assets visible"
+
+@pytest.mark.question("q2")
+@pytest.mark.points(1)
+def test_linked_figure_is_not_followed(workdir):
+    reference.read_figure(workdir, "outputs/figure.png")
+"""
+
+
+@pytest.fixture(scope="module")
+def seeing_course(tmp_path_factory: pytest.TempPathFactory, assets: AssetStore) -> Path:
+    root = tmp_path_factory.mktemp("course")
+    public, solution = root / "assignments" / "sees", root / "solutions" / "sees"
+    (public / "public_checks").mkdir(parents=True)
+    (solution / "hidden_checks").mkdir(parents=True)
+    (public / "assignment.toml").write_text(
+        '[questions]\nq1 = "Assets"\nq2 = "Links"\n[links]\ndata = "fashion-mnist"\n'
+        '[kaggle_inputs]\n"intel-image-classification" = "intel-image-classification"\n'
+        '"datasets/puneet6060/intel-image-classification" = "intel-image-classification"\n'
+        '[thresholds.stand-in]\naccuracy = 0.5\n[thresholds.real]\naccuracy = 0.5\n',
+        encoding="utf-8",
+    )
+    checks = CHECKS.replace("KAGGLE", str(sandbox_available()))
+    (public / "public_checks" / "test_sees.py").write_text(checks, encoding="utf-8")
+    hidden_check = solution / "hidden_checks" / "test_hidden.py"
+    hidden_check.write_text("SECRET = 'expected values'\n", encoding="utf-8")
+    source = SEES.replace("ASSETS_HIDDEN", repr(str(assets.hidden))).replace("HIDDEN_CHECK", repr(str(hidden_check)))
+    write_notebook(public / "sees.ipynb", "")
+    write_notebook(solution / "sees.ipynb", source)
+    return root
+
+
+@pytest.mark.slow
+def test_kernel_finds_assets_where_the_apis_look_and_never_the_hidden_part(seeing_course: Path, assets: AssetStore):
+    course = Course(seeing_course)
+    result = grade_notebook(course.get("sees").solution, course=course, assignment_name="sees")
+    assert result.status == "graded", result.reason
+    assert result.assets == assets.set_id
+    by_name = {check.name: check for check in result.checks}
+    assert by_name["test_sees"].status == "passed", by_name["test_sees"].message
+    linked = by_name["test_linked_figure_is_not_followed"]
+    assert linked.status == "failed" and "was not written" in linked.message
+    assert "expected values" not in json.dumps(json.loads(result.to_json()))
+
+
+def test_read_figure_limits(tmp_path: Path):
+    from PIL import Image
+
+    (tmp_path / "outputs").mkdir()
+    Image.new("RGB", (200, 100), "white").save(tmp_path / "outputs" / "blank.png")
+    figure = reference.read_figure(tmp_path, "outputs/blank.png")
+    assert (figure.width, figure.height) == (200, 100) and not reference.figure_has_content(figure)
+    (tmp_path / "outputs" / "text.png").write_text("not an image")
+    with pytest.raises(AssertionError, match="not an image"):
+        reference.read_figure(tmp_path, "outputs/text.png")
+    with pytest.raises(AssertionError, match="not a path inside"):
+        reference.read_figure(tmp_path, "../outside.png")
+    os.symlink(tmp_path / "outputs", tmp_path / "linked")
+    with pytest.raises(AssertionError, match="was not written"):
+        reference.read_figure(tmp_path, "linked/blank.png")
+    with (tmp_path / "outputs" / "huge.png").open("wb") as handle:
+        handle.truncate(reference.MAX_FIGURE_BYTES + 1)
+    with pytest.raises(AssertionError, match="larger than"):
+        reference.read_figure(tmp_path, "outputs/huge.png")
+
+
+def test_written_answers_found_per_question():
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("## Q1"),
+        nbformat.v4.new_code_cell("x = 1\n# Why does this matter?\n# Answer: because the shapes must agree"),
+        nbformat.v4.new_markdown_cell("## Q2"),
+        nbformat.v4.new_code_cell("y = 2\n# What does it do?\n# Answer:"),
+        nbformat.v4.new_markdown_cell("# Models\n## Q1"),
+        nbformat.v4.new_code_cell('"""La respuesta: el modelo ya aprendió rasgos generales de las imágenes."""'),
+    ]
+    found = find_answers(notebook, {"t1": r"^\W*Q1\b", "t2": r"^\W*Q2\b", "m1": r"^\W*Q1\b", "m2": r"^\W*Q2\b"})
+    assert found == {"t1": True, "t2": False, "m1": True, "m2": False}
+
+
+def test_assets_cli_status(assets: AssetStore):
+    from click.testing import CliRunner
+
+    from autograder.cli import cli
+
+    outcome = CliRunner().invoke(cli, ["assets", "status"])
+    assert outcome.exit_code == 0, outcome.output
+    assert assets.kind in outcome.output and "missing" not in outcome.output
+
+
+def test_empty_asset_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AUTOGRADER_ASSETS", str(tmp_path / "none"))
+    with pytest.raises(AssetError, match="autograder assets synth"):
+        default_store().require()
