@@ -33,7 +33,15 @@ def write_batch_reports(items: Sequence[BatchItem], out: Path, *, title: str) ->
     write_summary_page(items, out / "summary.html", title=title)
     for item in items:
         student = item.entry.name or item.entry.student
-        context = {"result": item.result, "student": student, "title": title}
+        curves = [
+            {"title": name, "png": _png(_curve_figure(name, values)), "file": f"{item.entry.label}.curve{n}.png"}
+            for n, (name, values) in enumerate(item.result.curves.items())
+        ]
+        for curve in curves:
+            target = out / "feedback" / curve["file"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(curve["png"]))
+        context = {"result": item.result, "student": student, "title": title, "curves": curves}
         for kind in ("md", "html"):
             target = out / "feedback" / f"{item.entry.label}.{kind}"
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +117,18 @@ def summary_plots(items: Sequence[BatchItem]) -> list[dict[str, str]]:
     axes.set_xlabel("seconds")
     plots.append({"caption": "Slowest submissions", "png": _png(figure)})
     return plots
+
+
+def _curve_figure(title: str, values: list[float]) -> Any:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 2.6))
+    axes = figure.add_subplot()
+    axes.plot(range(1, len(values) + 1), values)
+    axes.set_title(title)
+    axes.set_xlabel("recorded step")
+    figure.tight_layout()
+    return figure
 
 
 def _png(figure: Any) -> str:

@@ -51,6 +51,10 @@ class AssignmentConfig:
     thresholds: dict[str, dict[str, float]] = _setting(
         {}, "Asset kind ('stand-in', 'real') -> named thresholds the checks read (e.g. accuracy = 0.8)."
     )
+    curves: dict[str, str] = _setting(
+        {},
+        "Plot title -> the notebook's list of numbers drawn in feedback (e.g. 'Training loss' = 'train_loss_history').",
+    )
     answers: dict[str, str] = _setting(
         {}, "Question id -> regular expression of its heading, to report whether a written answer is present."
     )

@@ -83,6 +83,7 @@ class SubmissionResult:
     timings: dict[str, float] = field(default_factory=dict)
     assets: str = "none"
     answers: dict[str, bool] = field(default_factory=dict)  # question -> written answer present (never scored)
+    curves: dict[str, list[float]] = field(default_factory=dict)  # title -> the notebook's numbers, e.g. its loss
     environment: dict[str, Any] = field(default_factory=dict)
     submission_sha256: str = ""
     grader_version: str = ""
