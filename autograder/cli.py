@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from autograder.batch import count_statuses, default_workers, grade_batch
 from autograder.batch_report import gradescope_results, write_batch_reports
+from autograder.container import ContainerSettings, image_id, remove_orphans, result_only_on_stdout
 from autograder.contract import verify_assignment
 from autograder.course import Course
 from autograder.errors import AutograderError, UsageError
@@ -64,7 +65,7 @@ def cli(context: click.Context, course: Path | None) -> None:
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the result here (one notebook).",
+    help="Write the result here (one notebook); '-' writes it alone on stdout.",
 )
 @click.option(
     "--out",
@@ -88,6 +89,10 @@ def cli(context: click.Context, course: Path | None) -> None:
 )
 @click.option("--cell-timeout", type=float, help="Override the config's per-cell limit (seconds).")
 @click.option("--notebook-timeout", type=float, help="Override the config's whole-notebook limit (seconds).")
+@click.option("--docker", "image", help="Grade each notebook in its own container of this image (README: Docker).")
+@click.option("--gpus", help="With --docker: GPUs for each container, as docker run --gpus takes them ('all').")
+@click.option("--memory", help="With --docker: memory of each container, grader and kernel together (default 6g).")
+@click.option("--cpus", type=click.FloatRange(min=0.01), help="With --docker: CPUs of each container (default 2).")
 @click.pass_context
 def grade(
     context: click.Context,
@@ -103,6 +108,10 @@ def grade(
     gradescope_path: Path | None,
     cell_timeout: float | None,
     notebook_timeout: float | None,
+    image: str | None,
+    gpus: str | None,
+    memory: str | None,
+    cpus: float | None,
 ) -> int:
     """Grade notebooks with public and hidden checks.
 
@@ -115,11 +124,30 @@ def grade(
         raise UsageError("--json takes one notebook; use --out DIR for several")
     if out is None and (jobs or force or only_student or roster or scheduler):
         raise UsageError("-j, --dask, --force, --student and --roster go with --out DIR")
+    if image is None and (gpus or memory or cpus):
+        raise UsageError("--gpus, --memory and --cpus go with --docker IMAGE")
     course = _course(context)
-    if assignment is not None:
+    if assignment is not None and image is None:  # with --docker, the image's course decides
         course.get(assignment)  # an unknown name is a usage error before any work
-    options = GradingOptions(cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout)
-    _say_if_unsandboxed()
+    container = None
+    if image is not None:
+        container = ContainerSettings(
+            image,
+            gpus=gpus,
+            memory=memory or ContainerSettings.memory,
+            cpus=cpus or ContainerSettings.cpus,
+            course=context.obj.get("course"),
+            image_id=image_id(image),
+        )
+        remove_orphans()  # what an earlier grader that died left behind
+    else:
+        _say_if_unsandboxed()
+    options = GradingOptions(cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout, container=container)
+    if json_path == Path("-"):  # the result alone on stdout: how the grading container answers
+        with result_only_on_stdout() as send:
+            result = grade_notebook(paths[0], course=course, assignment_name=assignment, options=options)
+            send(result.to_json())
+        return _exit_code([result])
     if out is not None:
         return _grade_into_folder(
             paths,

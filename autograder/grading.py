@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.checks import CheckFile, is_environment_failure, run_checks
+from autograder.container import ContainerSettings, grade_in_container
 from autograder.course import Assignment, Course
 from autograder.environment import describe_environment, grader_version
 from autograder.errors import NotANotebookError, UnknownAssignmentError
@@ -32,6 +33,7 @@ class GradingOptions:
     public_only: bool = False  # the student's self-check
     cell_timeout_s: float | None = None
     notebook_timeout_s: float | None = None
+    container: ContainerSettings | None = None  # grade in a container of this image instead of here
 
 
 def grade_notebook(
@@ -47,6 +49,14 @@ def grade_notebook(
     `on_assignment(path, name, how)` is called once the assignment is known,
     so a caller can say which one was chosen and why.
     """
+    if options.container is not None:
+        return grade_in_container(
+            path,
+            settings=options.container,
+            assignment_name=assignment_name,
+            cell_timeout_s=options.cell_timeout_s,
+            notebook_timeout_s=options.notebook_timeout_s,
+        )
     started = time.monotonic()
     try:
         submission = read_submission(path)

@@ -71,6 +71,12 @@ def sandbox_available() -> bool:
 @contextlib.contextmanager
 def open_workspace(config: AssignmentConfig, *, hide: Iterable[Path] = ()) -> Iterator[Workspace]:
     """A fresh workspace for one submission, sandboxed where possible; removed on exit."""
+    from autograder.container import container_workspace, in_container  # container.py imports this module
+
+    if in_container():  # inside the grading image, where the container is the sandbox
+        with container_workspace(config, kernel_env=_kernel_env, kernel=_KERNEL) as workspace:
+            yield workspace
+        return
     if sandbox_available():
         with _sandboxed(config, hide) as workspace:
             yield workspace

@@ -1,0 +1,400 @@
+"""Grading in containers: each submission in a Docker container of its own.
+
+Host side: `grade_in_container` runs `autograder grade --json -` on one
+notebook in the grading image (see the Dockerfile) with `docker run`: no
+network, a read-only root, memory, pids and CPU limits, almost no
+capabilities. The notebook goes in read-only, into a folder only root can
+enter; the result comes back on stdout as the engine's JSON (never pickle);
+the container is removed on every path. Each container is labelled with the
+process that started it, so that `remove_orphans` can remove what a grader
+that died left behind.
+
+Inside the image (`AUTOGRADER_IN_CONTAINER=1`, the grader as root):
+`container_workspace` puts the working folder on the tmpfs the container
+provides and starts the kernel through container_entry.py as a fresh
+unprivileged uid. The per-submission sandbox of sandbox.py (namespaces,
+cgroups) cannot be built in an unprivileged container; the container is the
+outer boundary instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import datetime
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.assets import default_store
+from autograder.config import AssignmentConfig
+from autograder.environment import grader_version
+from autograder.errors import UsageError
+from autograder.results import SubmissionResult
+from autograder.sandbox import KernelLaunch, Workspace
+
+OWNER_LABEL = "autograder.owner"  # host/pid/start time of the process that started the container
+GROUP_LABEL = "autograder.group"  # its process group: a whole run's containers, workers included
+SUBMISSIONS = "/submission"  # in the image: root-only (0700)
+MOUNTED_COURSE = "/opt/autograder/instructor/course"  # in the image: under a root-only folder
+WORKDIR = Path("/work")
+KAGGLE = Path("/kaggle")  # Kaggle's paths, as links the grader makes on a tmpfs
+_ID_AND_OWNER = '{{.ID}} {{.Label "autograder.owner"}}'
+_ENTRY = Path(__file__).with_name("container_entry.py")
+# What the grader, root in the container, still needs: hand files to the
+# submission's user, become it, stop its processes, clean its folders.
+_CAPABILITIES = ("CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """Which image grades, and the limits of each submission's container."""
+
+    image: str
+    gpus: str | None = None  # passed to `docker run --gpus` ("all", "device=0")
+    memory: str = "6g"  # grader and kernel together; no swap beyond it
+    cpus: float = 2.0
+    pids: int = 1024
+    scratch: str = "1g"  # each of /tmp and the working folder (tmpfs, counted as memory)
+    course: Path | None = None  # an instructor's course folder, mounted read-only in place of the image's
+    timeout_s: float = 3600.0  # wall clock for the whole container, checks included
+    image_id: str = ""  # part of batch cache keys: a rebuilt image regrades
+
+
+def in_container() -> bool:
+    """True when this grader runs as root inside the grading image."""
+    return os.environ.get("AUTOGRADER_IN_CONTAINER") == "1" and sys.platform == "linux" and os.geteuid() == 0
+
+
+def image_id(image: str) -> str:
+    """The local image's id; a missing image or docker command is a usage error."""
+    if shutil.which("docker") is None:
+        raise UsageError("--docker needs the docker command on this machine")
+    found = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True, check=False
+    )
+    if found.returncode != 0:
+        why = (found.stderr.strip().splitlines() or ["docker image inspect failed"])[-1]
+        raise UsageError(f"no Docker image {image!r} here ({why}); build it first (README: Docker)")
+    return found.stdout.strip()
+
+
+def docker_command(
+    settings: ContainerSettings,
+    submission: Path,
+    *,
+    name: str,
+    assignment: str | None = None,
+    cell_timeout_s: float | None = None,
+    notebook_timeout_s: float | None = None,
+) -> list[str]:
+    """The `docker run` command line that grades one notebook (nothing is run here)."""
+    inside = f"{SUBMISSIONS}/{_safe_name(submission.name)}"
+    command = [
+        "docker",
+        "run",
+        "--name",
+        name,
+        "--label",
+        f"{OWNER_LABEL}={_owner()}",
+        "--label",
+        f"{GROUP_LABEL}={os.getpgid(0)}",
+        "--init",  # a PID 1 that reaps what student code leaves and passes signals on
+        "--network",
+        "none",
+        "--read-only",
+        "--memory",
+        settings.memory,
+        "--memory-swap",
+        settings.memory,
+        "--pids-limit",
+        str(settings.pids),
+        "--cpus",
+        str(settings.cpus),
+        "--cap-drop",
+        "ALL",
+        *(part for capability in _CAPABILITIES for part in ("--cap-add", capability)),
+        "--security-opt",
+        "no-new-privileges",
+        "--tmpfs",
+        f"/tmp:rw,nosuid,nodev,size={settings.scratch},mode=1777",
+        "--tmpfs",
+        f"{WORKDIR}:rw,nosuid,nodev,size={settings.scratch},mode=0700",
+        "--tmpfs",
+        "/run/grader:rw,nosuid,nodev,size=256m,mode=0700",  # the grader's own HOME and TMPDIR
+        "--tmpfs",
+        f"{KAGGLE}:rw,nosuid,nodev,size=64k,mode=0755",
+        "--mount",
+        _bind(submission.resolve(), inside),
+    ]
+    if settings.course is not None:
+        command += ["--mount", _bind(settings.course.resolve(), MOUNTED_COURSE)]
+    if settings.gpus:
+        command += ["--gpus", settings.gpus]
+    command.append(settings.image)
+    if settings.course is not None:
+        command += ["--course", MOUNTED_COURSE]
+    command += ["grade", "--json", "-", inside]
+    if assignment is not None:
+        command += ["--assignment", assignment]
+    if cell_timeout_s is not None:
+        command += ["--cell-timeout", str(cell_timeout_s)]
+    if notebook_timeout_s is not None:
+        command += ["--notebook-timeout", str(notebook_timeout_s)]
+    return command
+
+
+def grade_in_container(
+    path: Path,
+    *,
+    settings: ContainerSettings,
+    assignment_name: str | None = None,
+    cell_timeout_s: float | None = None,
+    notebook_timeout_s: float | None = None,
+) -> SubmissionResult:
+    """Grade one notebook in a container of its own. Never raises for a bad
+    submission or a failed container: that becomes the result's reason.
+    The container is removed however this ends (Ctrl-C and SIGTERM included)."""
+    if not path.is_file():
+        return _failed(path, assignment_name, "rejected", "no such file")
+    name = f"autograder-{secrets.token_hex(6)}"
+    command = docker_command(
+        settings,
+        path,
+        name=name,
+        assignment=assignment_name,
+        cell_timeout_s=cell_timeout_s,
+        notebook_timeout_s=notebook_timeout_s,
+    )
+    try:
+        try:
+            run = subprocess.run(command, capture_output=True, timeout=settings.timeout_s, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            reason = f"the grading container ran past {settings.timeout_s:g} s and was removed"
+            return _failed(path, assignment_name, "error", reason)
+        try:
+            result = SubmissionResult.from_json(run.stdout.decode("utf-8", "replace"))
+        except (ValueError, TypeError, KeyError):
+            return _failed(path, assignment_name, "error", _why_no_result(name, run))
+        return dataclasses.replace(result, submission=str(path))
+    finally:
+        _remove(name)
+
+
+def remove_orphans() -> list[str]:
+    """Remove the containers that a grader on this machine started and did not
+    live to remove (kill -9, a crash); containers of running graders stay."""
+    listing = subprocess.run(
+        ["docker", "ps", "--all", "--filter", f"label={OWNER_LABEL}", "--format", _ID_AND_OWNER],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    removed = []
+    for line in listing.stdout.splitlines():
+        container, _, owner = line.partition(" ")
+        host, _, process = owner.partition("/")
+        pid, _, started = process.partition("/")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid), started):
+            _remove(container)
+            removed.append(container)
+    return removed
+
+
+@contextlib.contextmanager
+def result_only_on_stdout() -> Iterator[Callable[[str], None]]:
+    """While grading, anything written to stdout (a library, a check) goes to
+    stderr instead, so that the one thing on stdout is the result given to
+    the function this yields: how a container hands its result back."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with open(saved, "w", encoding="utf-8", closefd=False) as stdout:
+
+            def send(text: str) -> None:
+                stdout.write(text)
+                stdout.flush()
+
+            yield send
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def container_workspace(
+    config: AssignmentConfig,
+    *,
+    kernel_env: Callable[..., dict[str, str]],
+    kernel: Sequence[str],
+) -> Iterator[Workspace]:
+    """Inside the image: the working folder on the container's tmpfs, and a
+    kernel that runs as a fresh uid; everything of that uid is stopped and
+    the folders emptied when the submission ends."""
+    uid = 200_000 + secrets.randbelow(1_000_000_000)
+    WORKDIR.mkdir(mode=0o700, exist_ok=True)
+    _empty(WORKDIR)
+    runtime = Path(tempfile.mkdtemp(prefix="autograder-runtime-", dir="/tmp"))
+    try:
+        for folder in (WORKDIR, runtime, runtime / "ipython", runtime / "matplotlib"):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chown(folder, uid, uid)
+            folder.chmod(0o700)
+        spec = {
+            "uid": uid,
+            "workdir": str(WORKDIR),
+            "cpu_seconds": int(config.notebook_timeout_s * 2 + 120),
+            "file_bytes": config.scratch_mb * 1024 * 1024,
+            "processes": config.processes,
+            "env": kernel_env(WORKDIR, runtime, tmp=Path("/tmp")),
+        }
+        _link_kaggle(config)
+        argv = (sys.executable, "-I", str(_ENTRY), json.dumps(spec), "--", sys.executable, *kernel)
+        yield Workspace(WORKDIR, runtime, KernelLaunch(argv, {}, sandbox=_describe(uid)))
+    finally:
+        _stop_processes_of(uid)
+        _empty(WORKDIR)
+        if KAGGLE.is_dir():
+            _empty(KAGGLE)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _link_kaggle(config: AssignmentConfig) -> None:
+    """/kaggle/input/PATH shows a public asset folder, /kaggle/working the working
+    folder, as on Kaggle; the tmpfs is root's, so student code cannot change them."""
+    if not config.kaggle_inputs:
+        return
+    public = default_store().public
+    links = {f"input/{path.strip('/')}": public / folder for path, folder in config.kaggle_inputs.items()}
+    for relative, target in {**links, "working": WORKDIR}.items():
+        link = KAGGLE / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+
+
+def _safe_name(name: str) -> str:
+    """The file name inside the container: the same stem (assignments are
+    recognised by it) with nothing a mount option or a shell could misread."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".-") or "submission.ipynb"
+
+
+def _bind(source: Path, target: str) -> str:
+    """A read-only `--mount` value; quoted as CSV, so commas in a path are safe."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(["type=bind", f"source={source}", f"target={target}", "readonly"])
+    return line.getvalue()
+
+
+def _started(pid: int) -> str:
+    """A process's start time (clock ticks since boot): with the pid, it names
+    the process even after the pid is reused. Empty where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{_started(os.getpid())}"
+
+
+def _alive(pid: int, started: str) -> bool:
+    now = _started(pid)
+    if now:
+        return now == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not started  # recorded with a start time, yet /proc no longer has it: gone
+
+
+def _remove(container: str) -> None:
+    subprocess.run(["docker", "rm", "--force", container], capture_output=True, check=False)
+
+
+def _why_no_result(name: str, run: subprocess.CompletedProcess[bytes]) -> str:
+    state = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.OOMKilled}}", name], capture_output=True, text=True, check=False
+    )
+    memory = ", out of memory" if state.stdout.strip() == "true" else ""
+    said = (run.stderr.decode("utf-8", "replace").strip().splitlines() or ["nothing on stderr"])[-1][:500]
+    return f"the grading container gave no result (exit {run.returncode}{memory}): {said}"
+
+
+def _failed(path: Path, assignment: str | None, status: str, reason: str) -> SubmissionResult:
+    return SubmissionResult(
+        submission=str(path),
+        assignment=assignment,
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+        grader_version=grader_version(),
+        graded_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _describe(uid: int) -> str:
+    """What bounds the kernel, read from the container itself."""
+    memory = _first_line("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max")
+    pids = _first_line("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max")
+    mib = f"{int(memory) // 2**20} MiB" if memory.isdigit() and int(memory) < 2**50 else "no memory limit"
+    network = "no network" if set(os.listdir("/sys/class/net")) <= {"lo"} else "network"
+    return f"container, uid {uid}, {mib}, {pids or 'unlimited'} processes, {network}"
+
+
+def _first_line(*paths: str) -> str:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            return Path(path).read_text().strip()
+    return ""
+
+
+def _stop_processes_of(uid: int, timeout_s: float = 10.0) -> None:
+    """SIGKILL every process of the submission's uid until none is left."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _uid_of(p) == uid]
+        if not found:
+            return
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def _uid_of(process: Path) -> int | None:
+    """The real uid from /proc/PID/status (the folder's owner turns root when a
+    process makes itself non-dumpable)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in (process / "status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    return None
+
+
+def _empty(folder: Path) -> None:
+    """Remove what is in the folder (never following a link), keeping the folder."""
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
