@@ -3,8 +3,10 @@ library function; errors become a one-line message and an exit code."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from autograder.assets import default_store, fetch
+from autograder.assets import status as asset_status
 from autograder.batch import count_statuses, default_workers, grade_batch
 from autograder.batch_report import gradescope_results, write_batch_reports
 from autograder.container import ContainerSettings, image_id, remove_orphans, result_only_on_stdout
@@ -20,9 +24,10 @@ from autograder.course import Course
 from autograder.errors import AutograderError, UsageError
 from autograder.gradescope import export_gradescope
 from autograder.grading import GradingOptions, grade_notebook
-from autograder.report import render_batch, render_grade, render_self_check
+from autograder.report import render_batch, render_grade, render_self_check, render_students
 from autograder.results import SubmissionResult
 from autograder.sandbox import sandbox_available
+from autograder.standins import synth
 from autograder.submissions import collect, read_roster
 
 _out = Console(highlight=False)
@@ -162,17 +167,37 @@ def grade(
             scheduler=scheduler,
         )
     results = []
-    for path in paths:
+    for path, student in _expand(paths, json_wanted=json_path is not None or gradescope_path is not None):
         result = grade_notebook(
             path, course=course, assignment_name=assignment, options=options, on_assignment=_say_assignment
         )
+        result = dataclasses.replace(result, student=student)
         render_grade(result, _out)
         if json_path is not None:
             json_path.write_text(result.to_json(), encoding="utf-8")
         if gradescope_path is not None:
             gradescope_path.write_text(json.dumps(gradescope_results(result), indent=2), encoding="utf-8")
         results.append(result)
+    if len({r.student for r in results}) < len(results):  # a student's folder: one line covering it all
+        render_students(results, _out)
     return _exit_code(results)
+
+
+def _expand(paths: tuple[Path, ...], *, json_wanted: bool) -> list[tuple[Path, str]]:
+    """Notebook files as given; a folder becomes its notebooks (a student's
+    folder, e.g. the course's `assignments_04/`, is that student's)."""
+    expanded = []
+    for path in paths:
+        if not path.is_dir():
+            expanded.append((path, ""))
+            continue
+        if json_wanted:
+            raise UsageError("--json and --gradescope take one notebook; use --out DIR for a folder")
+        entries = collect([path], unpack_to=Path(tempfile.gettempdir()))  # a folder: nothing is unpacked
+        if not entries:
+            raise UsageError(f"{path}: no notebooks in this folder")
+        expanded += [(entry.path, entry.student) for entry in entries]
+    return expanded
 
 
 @cli.command()
@@ -239,6 +264,49 @@ def export_gradescope_command(context: click.Context, name: str, output: Path | 
     target = export_gradescope(_course(context), name, output or Path(f"{name}-gradescope.zip"))
     _out.print(f"wrote {target}")
     return 0
+
+
+@cli.group()
+def assets() -> None:
+    """Weights and datasets for grading with no network (folder: $AUTOGRADER_ASSETS)."""
+
+
+@assets.command(name="synth")
+def assets_synth() -> int:
+    """Generate small stand-ins: weights, FashionMNIST and Intel-style scenes (about two minutes)."""
+    store = default_store()
+    quality = synth(store, log=lambda line: _err.print(f"[dim]{line}[/]"))
+    for model, figures in quality.items():
+        _out.print(f"{model}: " + ", ".join(f"{name} {value}" for name, value in figures.items()))
+    _out.print(f"stand-in assets in {store.root}")
+    return 0
+
+
+@assets.command(name="fetch")
+@click.option(
+    "--intel",
+    type=click.Path(exists=True, path_type=Path),
+    help="Kaggle's Intel Image Classification set: its folder or zip (it needs a Kaggle account).",
+)
+@click.option("--no-download", is_flag=True, help="Only unpack what --intel gives; download nothing.")
+def assets_fetch(intel: Path | None, no_download: bool) -> int:
+    """Download the real weights and FashionMNIST (needs a network); unpack the Intel set."""
+    store = default_store()
+    for line in fetch(store, intel=intel, download=not no_download):
+        _out.print(line)
+    _out.print(f"assets ({store.kind}) in {store.root}")
+    return 0
+
+
+@assets.command(name="status")
+def assets_status() -> int:
+    """What is present, real or stand-in; exit 3 when nothing is."""
+    store = default_store()
+    _out.print(f"{store.root}: {store.kind} ({store.set_id})")
+    for part, state, detail in asset_status(store):
+        colour = "red" if state == "missing" else "green"
+        _out.print(f"  [{colour}]{state:9}[/] {part:26} {detail}")
+    return 0 if store.kind != "none" else 3
 
 
 def _grade_into_folder(

@@ -7,6 +7,7 @@ becomes a result with a status and a reason, so a batch always goes on.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import shutil
 import time
@@ -14,11 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.checks import CheckFile, is_environment_failure, run_checks
+from nbformat import NotebookNode
+
+from autograder.answers import find_answers
+from autograder.assets import AssetStore, default_store
+from autograder.bridge import Student
+from autograder.checks import CheckContext, CheckFile, is_environment_failure, run_checks
 from autograder.container import ContainerSettings, grade_in_container
 from autograder.course import Assignment, Course
 from autograder.environment import describe_environment, grader_version
-from autograder.errors import NotANotebookError, UnknownAssignmentError
+from autograder.errors import BridgeError, NotANotebookError, UnknownAssignmentError
 from autograder.execution import executed_notebook
 from autograder.intake import Submission, read_submission
 from autograder.results import ExecutionReport, SubmissionResult
@@ -86,13 +92,27 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
     if not options.public_only:
         files += [CheckFile(p, "hidden") for p in assignment.hidden_checks]
     intake_s = time.monotonic() - started
-    hide = [assignment.solution_dir.parent, submission.path.resolve().parent]
+    assets = default_store()
+    if config.links or config.kaggle_inputs:
+        assets.require()
+    hide = [assignment.solution_dir.parent, submission.path.resolve().parent, assets.hidden]
+    context_thresholds = config.thresholds.get(assets.kind, {})
     with open_workspace(config, hide=hide) as workspace:
         _provide_files(assignment, workspace.workdir)
+        _link_assets(config.links, assets, workspace.workdir)
         with executed_notebook(submission.notebook, workspace=workspace, config=config) as (report, student):
             checks_started = time.monotonic()
-            outcomes = run_checks(files, student, environment_failure=_environment_failure(report))
+            failure = _environment_failure(report)
+            context = CheckContext(
+                workdir=workspace.workdir,
+                assets=assets,
+                thresholds=context_thresholds,
+                cell_sources=tuple(_source(cell) for cell in submission.notebook.cells),
+                environment_cell=failure[0] if failure else None,
+            )
+            outcomes = run_checks(files, student, environment_failure=failure[1] if failure else None, context=context)
             checks_s = time.monotonic() - checks_started
+            curves = _curves(student, config.curves)
     sheet = score_outcomes(outcomes, config.questions)
     return SubmissionResult(
         submission=str(submission.path),
@@ -111,11 +131,45 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
             "checks_s": round(checks_s, 3),
             "total_s": round(time.monotonic() - started, 3),
         },
+        assets=assets.set_id,
+        answers=find_answers(submission.notebook, config.answers),
+        curves=curves,
         environment=describe_environment(),
         submission_sha256=submission.sha256,
         grader_version=grader_version(),
         graded_at=_now(),
     )
+
+
+def _curves(student: Student, names: dict[str, str], points: int = 400) -> dict[str, list[float]]:
+    """The notebook's own lists of numbers (a loss history) for the feedback's
+    plots; thinned to `points`. Shown, never scored; a missing one is skipped."""
+    curves = {}
+    for title, name in names.items():
+        try:
+            value = student.fetch(name)
+        except BridgeError:
+            continue
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if not isinstance(value, (list, tuple)) or not value:
+            continue
+        try:
+            numbers = [float(v) for v in value]
+        except (TypeError, ValueError):
+            continue
+        step = max(1, math.ceil(len(numbers) / points))
+        curves[title] = [round(v, 6) for v in numbers[::step] if math.isfinite(v)]
+    return curves
+
+
+def _link_assets(links: dict[str, str], assets: AssetStore, workdir: Path) -> None:
+    """Working-folder paths that show public asset folders (e.g. `data` for a
+    notebook's `FashionMNIST(root="data")`): links to read-only files."""
+    for relative, folder in links.items():
+        target = workdir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(assets.public_folder(folder), target_is_directory=True)
 
 
 def _provide_files(assignment: Assignment, workdir: Path) -> None:
@@ -133,11 +187,17 @@ def _provide_files(assignment: Assignment, workdir: Path) -> None:
         os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
-def _environment_failure(report: ExecutionReport) -> str | None:
+def _environment_failure(report: ExecutionReport) -> tuple[int, str] | None:
+    """The first cell that failed for the grading machine's lack (no GPU), and how."""
     for error in report.cell_errors:
         if is_environment_failure(f"{error.exception}: {error.message}"):
-            return f"cell {error.cell_index} ({error.exception}: {error.message[:120]})"
+            return error.cell_index, f"cell {error.cell_index} ({error.exception}: {error.message[:120]})"
     return None
+
+
+def _source(cell: NotebookNode) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def _unfinished(path: Path, assignment: str | None, status: str, reason: str, sha256: str = "") -> SubmissionResult:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.assets import default_store
 from autograder.config import AssignmentConfig
 
 _ENTRY = Path(__file__).with_name("sandbox_entry.py")
@@ -36,6 +37,7 @@ _CONTROLLERS = ("memory", "pids")
 _SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 _ALWAYS_HIDDEN = ("/root", "/home", "/var/lib/autograder")
 _NAMESPACES = ("unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
+_GPU_SETTINGS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "LD_LIBRARY_PATH")
 _KERNEL = ("-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False")
 
 
@@ -101,6 +103,10 @@ def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path) -> dict[str, str]:
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "IPYTHONDIR": str(runtime / "ipython"),
+        # torchvision finds weights in $TORCH_HOME/hub/checkpoints, read-only, no network
+        "TORCH_HOME": str(default_store().torch_home),
+        # which GPUs the kernel may use, and where the driver's libraries are, as the grader has them
+        **{name: os.environ[name] for name in _GPU_SETTINGS if name in os.environ},
     }
 
 
@@ -140,6 +146,7 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
             "hide": _hideable(hide, keep=[Path(sys.prefix), Path(sys.executable).resolve(), home, _ENTRY]),
             "scratch": [p for p in _SCRATCH if Path(p).is_dir()],
             "needed": [str(Path(sys.prefix).resolve())],
+            "kaggle": _kaggle_links(config, workdir),
             "scratch_mb": config.scratch_mb,
             "file_bytes": config.scratch_mb * 1024 * 1024,
             "cpu_seconds": int(config.notebook_timeout_s * 2 + 120),
@@ -167,6 +174,16 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
             with contextlib.suppress(OSError):
                 cgroup.rmdir()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _kaggle_links(config: AssignmentConfig, workdir: Path) -> dict[str, str]:
+    """/kaggle/... path (relative) -> what it shows: the Kaggle dataset paths a
+    notebook uses resolve to the public assets, /kaggle/working to its folder."""
+    if not config.kaggle_inputs:
+        return {}
+    public = default_store().public
+    links = {f"input/{path.strip('/')}": str(public / folder) for path, folder in config.kaggle_inputs.items()}
+    return {**links, "working": str(workdir)}
 
 
 def _make_cgroups(cgroups: list[Path], config: AssignmentConfig) -> None:
