@@ -27,11 +27,6 @@ class Variant:
     says: str  # a piece of the failing message the student reads
 
 
-TRAINING_LOOP_HEAD = (
-    "for epoch in range(EPOCHS):\n    model.train()\n    optimizer.zero_grad()\n    train_logits = model(X_train)\n"
-    "    loss = loss_fn(train_logits, y_train)"
-)
-
 VARIANTS = [
     Variant("zero-epochs", (("EPOCHS = 500", "EPOCHS = 0"),), {"q4": 4, "q5": 4}, "should hold 500 numbers"),
     Variant(
@@ -49,12 +44,12 @@ VARIANTS = [
         "shuffled-labels",
         (
             (
-                TRAINING_LOOP_HEAD,
-                "shuffled = y_train[torch.randperm(len(y_train), device=y_train.device)]\n\n"
-                + TRAINING_LOOP_HEAD.replace("loss_fn(train_logits, y_train)", "loss_fn(train_logits, shuffled)"),
+                "y_test = torch.tensor(y_test_np, dtype=torch.long, device=device)\n",
+                "y_test = torch.tensor(y_test_np, dtype=torch.long, device=device)\n"
+                "y_train = y_train[torch.randperm(len(y_train), device=device)]  # the labels no longer match\n",
             ),
         ),
-        {"q4": 2, "q5": 4},
+        {"q1": 1, "q4": 1, "q5": 4},
         "fresh circles",
     ),
     Variant(

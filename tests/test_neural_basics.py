@@ -26,7 +26,6 @@ class Variant:
 
 
 VARIANTS = [
-    Variant("neuron-without-bias", "return x @ w + b", "return x @ w", {"q1": 3}, "`neuron`"),
     Variant(
         "sigmoid-sign-flipped",
         "return 1 / (1 + torch.exp(-z))",

@@ -24,8 +24,11 @@ so a model that learned does not fall under 0.90 by the luck of the draw.
 LOSS_DROP (0.75) comes from the same runs: the mean of the last 50 recorded
 losses over the first one was at most 0.23 for the models that learned, 0.66
 for the stalled ones (they did train), and at least 0.85 when the labels were
-shuffled. LOSS_TOLERANCE: the last recorded loss (before the last step) and
-the trained model's differed by at most 0.0007.
+shuffled. The tolerances: the last recorded loss (before the last step) and
+the trained model's differed by at most 0.0007, and the last recorded
+training accuracy and the trained model's by at most 0.01 (a model fitting
+shuffled labels, 40 seeds); 0.03 leaves room and still catches percentages.
+`../calibrate_threshold.py` repeats the measurement (after a torch upgrade, say).
 """
 
 import pytest
@@ -42,7 +45,7 @@ HELD_OUT_POINTS = 2000
 EPOCHS = 500
 LOSS_DROP = 0.75  # the last tenth of the training loss must average under this fraction of the first value
 LOSS_TOLERANCE = (0.01, 0.05)  # absolute, relative: the last recorded loss against the trained model's
-ACCURACY_TOLERANCE = 0.02  # the last recorded accuracy against the trained model's (4 of 200 test points)
+ACCURACY_TOLERANCE = 0.03  # the last recorded accuracy against the trained model's (6 of 200 test points)
 EXPECTED_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 # Runs in the student's kernel on a copy of its namespace: the trained model's
