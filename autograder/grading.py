@@ -141,7 +141,7 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
     )
 
 
-def _curves(student: Student, names: dict[str, str], points: int = 400) -> dict[str, list[float]]:
+def _curves(student: Student, names: dict[str, str], points: int = 1000) -> dict[str, list[float]]:
     """The notebook's own lists of numbers (a loss history) for the feedback's
     plots; thinned to `points`. Shown, never scored; a missing one is skipped."""
     curves = {}

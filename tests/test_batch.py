@@ -293,3 +293,29 @@ def test_gradebook_has_one_row_per_student_across_notebooks(tmp_path: Path) -> N
     assert bob["status"] == "rejected" and bob["reason"] == "warmup.ipynb: bad"
     write_canvas_gradebook(items, tmp_path / "c.csv", title="Week 4")
     assert (tmp_path / "c.csv").read_text().splitlines()[1:] == ["Ann Lee,7,,,3", "Ann Lee,7,,,"]
+
+
+def test_feedback_draws_the_notebooks_own_curves(tmp_path: Path) -> None:
+    from autograder.batch_report import write_batch_reports
+
+    result = SubmissionResult(
+        submission="ann.ipynb",
+        assignment="03_first_network",
+        status="graded",
+        score=1,
+        max_score=2,
+        questions=(QuestionScore("q1", "One", 1, 2),),
+        curves={"Training loss": [0.7, 0.5, 0.2, 0.1]},
+    )
+    write_batch_reports([BatchItem(Entry("ann", tmp_path / "ann.ipynb"), result, cached=False)], tmp_path, title="T")
+    markdown = (tmp_path / "feedback" / "ann__ann.md").read_text(encoding="utf-8")
+    assert "## Training loss" in markdown and "(ann__ann.curve0.png)" in markdown
+    with Image.open(tmp_path / "feedback" / "ann__ann.curve0.png") as image:
+        assert image.width > 200
+    assert "data:image/png;base64," in (tmp_path / "feedback" / "ann__ann.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_graded_training_notebook_carries_its_loss_curve(graded_solutions: dict[str, SubmissionResult]) -> None:
+    loss = graded_solutions["03_first_network"].curves["Training loss"]
+    assert len(loss) == 500 and loss[-1] < loss[0] / 2
