@@ -29,20 +29,19 @@ class Variant:
     says: tuple[str, ...]  # a piece of each failing message the student reads
 
 
-# Grading a notebook costs a kernel, torch and a ResNet18 on the CPU, so
-# mistakes in unrelated questions share one notebook; each still has to cost
-# exactly its own question's points.
 VARIANTS = [
     Variant("left-in-training-mode", (("model.eval()\n", "model.train()\n"),), {"m3": 1}, ("training mode",)),
     Variant(
-        "ones-figure-in-two-rows-elementwise-product",
-        (
-            ("b = torch.zeros(2, 3)", "b = torch.ones(2, 3)"),
-            ("plt.subplots(1, 2, figsize=(11, 4.5))", "plt.subplots(2, 1, figsize=(5, 9))"),
-            ("np_product = np_a @ np_b", "np_product = np_a * np_b"),
-        ),
-        {"t1": 1, "i4": 1, "t5": 1},
-        ("`b` holds the wrong values", "side by side", "no NumPy array"),
+        "ones-and-elementwise-product",  # the second is a real student's mistake
+        (("b = torch.zeros(2, 3)", "b = torch.ones(2, 3)"), ("np_product = np_a @ np_b", "np_product = np_a * np_b")),
+        {"t1": 1, "t5": 1},
+        ("`b` holds the wrong values", "no NumPy array"),
+    ),
+    Variant(
+        "figure-in-two-rows",
+        (("plt.subplots(1, 2, figsize=(11, 4.5))", "plt.subplots(2, 1, figsize=(5, 9))"),),
+        {"i4": 1},
+        ("side by side",),
     ),
     Variant(
         "returns-logits",
