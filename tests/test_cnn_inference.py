@@ -21,7 +21,7 @@ CNN_INFERENCE = "04_cnn_inference"
 MAX_SCORE = 15
 
 LESSON_NORMALIZE = "v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])"
-PREDICT_LOOP = "for image, scene in sample_images:\n    print(f\"{scene:10s}\""
+PREDICT_LOOP = 'for image, scene in sample_images:\n    print(f"{scene:10s}"'
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,10 @@ class Variant:
 VARIANTS = [
     Variant(
         "weights-own-transforms",  # right: the other documented pipeline
-        (("# The lesson's chain; `preprocess = weights.transforms()` would be equally right.\n", ""),)
-        + (("preprocess = v2.Compose(", "preprocess = weights.transforms()\n_unused = v2.Compose("),),
+        (
+            ("# The lesson's chain; `preprocess = weights.transforms()` would be equally right.\n", ""),
+            ("preprocess = v2.Compose(", "preprocess = weights.transforms()\n_unused = v2.Compose("),
+        ),
         {},
     ),
     Variant(
@@ -52,8 +54,7 @@ VARIANTS = [
                 PREDICT_LOOP,
                 "_kept = {image.tobytes(): predict_topk(image) for image, _ in sample_images}\n\n\n"
                 "def predict_topk(image, k=5):\n"
-                "    return _kept.get(image.tobytes(), _kept[sample_images[0][0].tobytes()])[:k]\n\n\n"
-                + PREDICT_LOOP,
+                "    return _kept.get(image.tobytes(), _kept[sample_images[0][0].tobytes()])[:k]\n\n\n" + PREDICT_LOOP,
             ),
         ),
         {"q4": 4},
