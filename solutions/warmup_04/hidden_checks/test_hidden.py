@@ -260,7 +260,9 @@ def matches(pairs, probabilities, indices_of):
     """Whether (name, probability) pairs agree with one reference probability vector."""
     top = probabilities.topk(5).values.tolist()
     for rank, (name, value) in enumerate(pairs):
-        if not is_probability_number(value) or abs(float(value) - top[rank]) > PROBABILITY_TOLERANCE:
+        if not isinstance(name, str) or not is_probability_number(value):
+            return False
+        if abs(float(value) - top[rank]) > PROBABILITY_TOLERANCE:
             return False
         own = [float(probabilities[i]) for i in indices_of.get(name, ())]
         if not any(abs(float(value) - p) <= PROBABILITY_TOLERANCE for p in own):
@@ -449,9 +451,11 @@ def test_top1_matches_the_model(student, assets):
     for answer, options in zip(answers, candidates, strict=True):
         pairs = pairs_of(answer) or (list(answer[:1]) if isinstance(answer, (list, tuple)) else [])
         first = pairs[0][0] if pairs and isinstance(pairs[0], (list, tuple)) and pairs[0] else None
-        assert first is not None, "`get_top5_predictions` should return (class_name, probability) tuples"
+        assert isinstance(first, str), "`get_top5_predictions` should return (class_name, probability) tuples"
         winners = {labels[int(p.argmax())] for p in options}
-        assert first in winners, "on a picture you have not seen, `get_top5_predictions` puts the wrong class first"
+        assert first in winners, (
+            "on unseen pictures, `get_top5_predictions` does not put the pretrained ResNet18's top class first"
+        )
 
 
 @question("i1")
@@ -465,7 +469,7 @@ def test_top5_probabilities_match_the_model(student, assets):
         pairs = pairs_of(answer)
         assert pairs is not None, "`get_top5_predictions` should return a list of 5 (class_name, probability) tuples"
         assert any(matches(pairs, p, indices_of) for p in options), (
-            "on a picture you have not seen, the five classes or their softmax probabilities are not the model's"
+            "on unseen pictures, the five classes or probabilities differ from the pretrained ResNet18's softmax"
         )
 
 
