@@ -105,6 +105,8 @@ result = []
 for _label in inputs["labels"]:
     try:
         _loaded = _function(_label)
+    except NameError:
+        raise  # a name the notebook never defined: reported as such (or as a GPU-only stop)
     except Exception as _error:
         result.append((_label, f"{type(_error).__name__}: {_error}"[:300], False, None))
         continue
