@@ -34,8 +34,9 @@ fi
 if ! docker info >/dev/null 2>&1; then
     log "starting dockerd (no bridge network; data in $data_root; log in /var/log/autograder-dockerd.log)"
     mkdir -p "$data_root"
+    # 9>&-: the daemon must not hold this script's lock
     setsid nohup dockerd --bridge=none --iptables=false --ip-masq=false --data-root "$data_root" \
-        </dev/null >/var/log/autograder-dockerd.log 2>&1 &
+        </dev/null >/var/log/autograder-dockerd.log 2>&1 9>&- &
     for _ in $(seq 120); do
         docker info >/dev/null 2>&1 && break
         sleep 0.5
