@@ -5,6 +5,7 @@ with hidden checks that compare the models and their outputs with the
 grader's own runs of the pretrained networks.
 """
 
+import itertools
 import math
 
 import pytest
@@ -70,7 +71,7 @@ def assert_results_layout(results, name):
         assert all(n is not None and 0.0 <= n <= 1.0 for n in numbers), (
             f"{where}['top5_probs'] should hold probabilities between 0 and 1"
         )
-        assert all(a >= b - 1e-6 for a, b in zip(numbers, numbers[1:])), f"{where}['top5_probs'] should be best first"
+        assert all(a >= b - 1e-6 for a, b in itertools.pairwise(numbers)), f"{where}['top5_probs'] should be best first"
         assert entry["top1_class"] == classes[0], f"{where}['top1_class'] should be the first of its top 5"
         top1 = as_number(entry["top1_prob"])
         assert top1 is not None and abs(top1 - numbers[0]) < 1e-6, (

@@ -69,7 +69,9 @@ result = [
 # Submodules of `resnet` left in training mode (batch norm would then use each image's own statistics).
 TRAINING_SUBMODULES = """
 import torch as _torch
-result = None if not isinstance(resnet, _torch.nn.Module) else [n or "resnet" for n, m in resnet.named_modules() if m.training]
+result = None
+if isinstance(resnet, _torch.nn.Module):
+    result = [_name or "resnet" for _name, _module in resnet.named_modules() if _module.training]
 """
 
 
@@ -162,7 +164,7 @@ def agrees(classes, probabilities, reference, index):
     if reference[positions[0]] < ranked[0] - TOP1_MARGIN:
         return False
     last_kept = ranked[len(classes) - 1]
-    for position, probability in zip(positions, probabilities):
+    for position, probability in zip(positions, probabilities, strict=True):
         if probability is None or abs(float(reference[position]) - probability) > PROBABILITY_TOLERANCE:
             return False
         if reference[position] < last_kept - TOP1_MARGIN:
@@ -178,7 +180,7 @@ def results_entries(results, name, labels):
         f"`{name}` should hold one result per image of `image_set` ({len(labels)}), not {len(results)}"
     )
     entries = []
-    for position, (entry, label) in enumerate(zip(results, labels)):
+    for position, (entry, label) in enumerate(zip(results, labels, strict=True)):
         where = f"`{name}[{position}]`"
         assert isinstance(entry, dict) and all(k in entry for k in RESULT_KEYS), (
             f"{where} should be a dict with the keys {', '.join(RESULT_KEYS)}"
@@ -289,7 +291,8 @@ def test_run_inference_on_unseen_scenes(student, assets, fresh_seed):
             "each pair from `run_inference` should be a class name (string) and a probability (number)"
         )
     with torch.no_grad():
-        reference = torch.softmax(load_model(assets, "resnet18")(next(batches(scenes, preprocessing("resnet18"), 99))), 1)
+        logits = load_model(assets, "resnet18")(next(batches(scenes, preprocessing("resnet18"), size=len(scenes))))
+    reference = torch.softmax(logits, dim=1)
     index = class_index()
     for position, answer in enumerate(answers):
         classes, probabilities = [name for name, _ in answer], [as_number(p) for _, p in answer]
@@ -394,8 +397,11 @@ def test_ft_model_backbone_frozen_and_pretrained(student, assets, fresh_seed):
     trainable = [n for n, (_, grad, _) in found.items() if grad and not n.startswith("fc.")]
     assert not trainable, f"`ft_model`'s backbone should be frozen, but `{trainable[0]}` still requires grad"
     count = sum(math.prod(shape) for shape, grad, _ in found.values() if grad)
-    assert count == HEAD_PARAMETERS, f"`ft_model` should train exactly {HEAD_PARAMETERS:,} parameters (the head), not {count:,}"
-    reference = {n: f for n, f in fingerprints(load_model(assets, "resnet18"), fresh_seed).items() if not n.startswith("fc.")}
+    assert count == HEAD_PARAMETERS, (
+        f"`ft_model` should train exactly {HEAD_PARAMETERS:,} parameters (the head), not {count:,}"
+    )
+    pretrained = fingerprints(load_model(assets, "resnet18"), fresh_seed)
+    reference = {n: f for n, f in pretrained.items() if not n.startswith("fc.")}
     missing = sorted(set(reference) - set(found))
     assert not missing, "`ft_model` should be a copy of the pretrained ResNet18 with a new head"
     # parameters only: batch-norm running statistics (buffers) move whenever ft_model.train() runs
