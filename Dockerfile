@@ -66,11 +66,8 @@ RUN chmod -R go-rwx /opt/autograder/course/solutions \
 # The assets (weights and datasets): public/ readable, hidden/ root-only.
 RUN case "${ASSETS}" in real) action=fetch ;; synth) action=synth ;; \
         *) echo "ASSETS must be real or synth, not ${ASSETS}" >&2; exit 1 ;; esac \
- && if autograder assets --help >/dev/null 2>&1; then \
-        autograder assets "${action}" \
-        && if [ -d "${AUTOGRADER_ASSETS}/hidden" ]; then chmod -R go-rwx "${AUTOGRADER_ASSETS}/hidden"; fi; \
-    else \
-        echo "this grader has no assets command yet: the image carries no assets" >&2; \
-    fi
+ && autograder assets "${action}" \
+ && if [ -d "${AUTOGRADER_ASSETS}/hidden" ]; then chmod -R go-rwx "${AUTOGRADER_ASSETS}/hidden"; fi \
+ && autograder assets status
 ENTRYPOINT ["autograder", "--course", "/opt/autograder/course"]
 CMD ["--help"]

@@ -47,6 +47,7 @@ HIDDEN = f"solutions/{TENSORS}/hidden_checks/test_hidden.py"
 ATTACKS = {
     "hidden checks in the image": f"open('/opt/autograder/course/{HIDDEN}').read()",
     "hidden checks mounted by the instructor": f"open('/opt/autograder/instructor/course/{HIDDEN}').read()",
+    "hidden assets": "import os\nos.listdir('/opt/autograder/assets/hidden')",
     "the network": "import socket\nsocket.create_connection(('192.0.2.1', 80), timeout=5)",
     "memory": "hog = []\nwhile True:\n    hog.append(bytearray(2**27))",
 }
@@ -178,8 +179,16 @@ def test_the_image_builds_on_the_local_base(image: str) -> None:
     modes = docker(
         *("run", "--rm", "--network", "none", "--entrypoint", "stat", image, "-c", "%a %U %n"),
         *("/opt/autograder/course/solutions", "/submission", "/opt/autograder/instructor", "/run/grader"),
+        "/opt/autograder/assets/hidden",
     )
-    assert [line.split()[:2] for line in modes.stdout.splitlines()] == [["700", "root"]] * 4, modes.stderr
+    assert [line.split()[:2] for line in modes.stdout.splitlines()] == [["700", "root"]] * 5, modes.stderr
+    public = docker(
+        *("run", "--rm", "--network", "none", "--user", "123456", "--entrypoint", "ls", image),
+        *("-R", "/opt/autograder/assets/public"),
+    )
+    assert public.returncode == 0 and ".pth" in public.stdout, public.stderr  # student code reads the public part
+    status = docker("run", "--rm", "--network", "none", image, "assets", "status")
+    assert status.returncode == 0 and "missing" not in status.stdout, status.stdout  # the stand-ins, all there
 
 
 @pytest.mark.slow
@@ -204,9 +213,11 @@ def test_a_hostile_notebook_is_stopped_by_the_container_with_the_reason_recorded
     assert hostile.status == "graded", hostile.reason
     assert hostile.execution is not None and "2048 MiB" in hostile.execution.sandbox
     errors = {error.cell_index: error for error in hostile.execution.cell_errors}
-    read_image, read_mounted, network, memory = (errors.get(batch.first_attack + i) for i in range(len(ATTACKS)))
-    assert read_image and read_mounted and network and memory, hostile.execution.cell_errors
-    for read in (read_image, read_mounted):
+    read_image, read_mounted, read_assets, network, memory = (
+        errors.get(batch.first_attack + i) for i in range(len(ATTACKS))
+    )
+    assert read_image and read_mounted and read_assets and network and memory, hostile.execution.cell_errors
+    for read in (read_image, read_mounted, read_assets):
         assert (read.kind, read.exception) == ("error", "PermissionError") and "Permission denied" in read.message
     assert network.exception == "OSError" and "Network is unreachable" in network.message
     assert (memory.kind, memory.exception) == ("kernel-died", "DeadKernelError")
