@@ -76,33 +76,42 @@ if docker image inspect "$image" >/dev/null 2>&1; then
     exit 0
 fi
 
+# 3. The wheels, downloaded again only when the pins (dependencies, constraints) change
+wheels=docker/wheels
+requirements=$(
+    "$python" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))"
+)
+pins=$(printf '%s\n' "$requirements" | cat - constraints.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$wheels/.stamp" 2>/dev/null)" != "$pins" ]; then
+    log "collecting wheels into $wheels"
+    rm -f "$wheels"/*.whl "$wheels/.stamp"
+    printf '%s\n' "$requirements" >"$wheels/requirements.txt"
+    "$python" -m pip download --quiet --only-binary=:all: -c constraints.txt -d "$wheels" \
+        -r "$wheels/requirements.txt" hatchling 2>"$wheels/download.log" \
+        || { tail -20 "$wheels/download.log" >&2; exit 1; }
+    rm -f "$wheels/requirements.txt" "$wheels/download.log"
+    echo "$pins" >"$wheels/.stamp"
+fi
+
+# New pins make the images of earlier ones, and their build cache, of no use:
+# their disk (about 15 GB a set) is freed before building.
+if [ -z "$(docker images --quiet --filter "label=org.autograder.pins=$pins")" ]; then
+    docker images --filter label=org.autograder.pins --format '{{.Repository}}:{{.Tag}}' \
+        | xargs -r docker rmi >/dev/null 2>&1 || true
+    docker image prune --force >/dev/null
+fi
+
 free_gb=$(df --output=avail -BG "$(docker info --format '{{.DockerRootDir}}')" | tail -1 | tr -dc 0-9)
 if [ "$free_gb" -lt "$needed_gb" ]; then
     log "only ${free_gb} GB free for Docker; the build needs about ${needed_gb} GB"
     exit 1
 fi
 
-# 3. The wheels, downloaded again only when the pins change
-wheels=docker/wheels
-pins=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
-if [ "$(cat "$wheels/.stamp" 2>/dev/null)" != "$pins" ]; then
-    log "collecting wheels into $wheels"
-    rm -f "$wheels"/*.whl "$wheels/.stamp"
-    requirements=$(mktemp)
-    "$python" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        >"$requirements"
-    "$python" -m pip download --quiet --only-binary=:all: -c constraints.txt -d "$wheels" \
-        -r "$requirements" hatchling 2>"$wheels/download.log" \
-        || { tail -20 "$wheels/download.log" >&2; exit 1; }
-    rm -f "$requirements" "$wheels/download.log"
-    echo "$pins" >"$wheels/.stamp"
-fi
-
 # 4. The image, offline, with stand-in assets
 log "building $image (the first build takes minutes)"
 started=$(date +%s)
 docker build --network none \
-    --build-arg BASE="$base" --build-arg ASSETS=synth --build-arg PIP_NO_INDEX=1 \
+    --build-arg BASE="$base" --build-arg ASSETS=synth --build-arg PIP_NO_INDEX=1 --label org.autograder.pins="$pins" \
     --tag "$image" --tag autograder:local . >&2
 log "built $image in $(($(date +%s) - started)) s"
 echo "$image"
