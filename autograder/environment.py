@@ -29,8 +29,9 @@ def grader_version() -> str:
     try:
         return importlib.metadata.version("autograder")
     except importlib.metadata.PackageNotFoundError:
-        import tomllib
         from pathlib import Path
+
+        import tomllib
 
         pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
         return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]) + "+checkout"

@@ -136,7 +136,8 @@ import os, torch, torchvision
 from torchvision.models import resnet18, ResNet18_Weights
 model = resnet18(weights=ResNet18_Weights.DEFAULT)
 fashion = len(torchvision.datasets.FashionMNIST(root="data", download=True))
-kaggle = sorted(os.listdir("/kaggle/input/intel-image-classification/seg_test/seg_test")) if os.path.isdir("/kaggle") else []
+scenes = "/kaggle/input/intel-image-classification/seg_test/seg_test"
+kaggle = sorted(os.listdir(scenes)) if os.path.isdir("/kaggle") else []
 puneet = os.path.isdir("/kaggle/input/datasets/puneet6060/intel-image-classification/seg_train/seg_train/forest")
 working = os.path.isdir("/kaggle") and os.path.realpath("/kaggle/working") == os.path.realpath(os.getcwd())
 hidden_visible = sum(len(files) for _, _, files in os.walk(ASSETS_HIDDEN)) > 0

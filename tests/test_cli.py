@@ -23,7 +23,8 @@ def autograder(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]
 def test_list_names_each_assignment_first() -> None:
     done = autograder("list")
     assert done.returncode == 0
-    assert done.stdout.splitlines()[0].split("\t")[0] == TENSORS
+    names = [line.split("\t")[0] for line in done.stdout.splitlines()]
+    assert names == sorted(names) and TENSORS in names
 
 
 @pytest.mark.slow
@@ -65,9 +66,9 @@ def test_bad_input_exits_2_with_one_line_and_rejected_json(tmp_path: Path, name:
     assert result["status"] == "rejected" and result["reason"]
 
 
-def test_directory_and_unknown_assignment_are_usage_errors(tmp_path: Path) -> None:
+def test_empty_folder_and_unknown_assignment_are_usage_errors(tmp_path: Path) -> None:
     done = autograder("grade", str(tmp_path), "-a", TENSORS)
-    assert done.returncode == 2 and "directory" in done.stdout
+    assert done.returncode == 2 and "no notebooks in this folder" in " ".join(done.stderr.split())
     done = autograder("grade", "demo/submissions/ada_lovelace.ipynb", "-a", "no_such")
     assert done.returncode == 2 and "no assignment 'no_such'" in done.stderr
     assert "Traceback" not in done.stderr
