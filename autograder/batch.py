@@ -32,6 +32,7 @@ from autograder.errors import AutograderError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
 from autograder.results import SubmissionResult
+from autograder.sandbox import share_cores
 from autograder.submissions import Entry
 
 _CLEANUP_GRACE_S = 20.0
@@ -131,7 +132,7 @@ def _run_locally(jobs: list[_Job], workers: int) -> Iterator[tuple[Entry, _Outco
         max_workers=max(1, min(workers, len(jobs) or 1)),
         mp_context=context,
         initializer=_follow_parent,
-        initargs=(os.getpid(),),
+        initargs=(os.getpid(), min(workers, len(jobs) or 1)),
     ) as pool:
         futures: dict[Future[str], Entry] = {pool.submit(_grade_one, *arguments): entry for entry, arguments in jobs}
         try:
@@ -191,9 +192,11 @@ def _stored(store: Path, entry: Entry, key: str) -> SubmissionResult | None:
         return None
 
 
-def _follow_parent(parent: int) -> None:
-    """In each worker: if the grader dies (even by kill -9), stop too, cleaning up
-    the kernel and sandbox on the way out; the unfinished result is simply missing."""
+def _follow_parent(parent: int, workers: int) -> None:
+    """In each worker: take this worker's share of the cores; if the grader dies
+    (even by kill -9), stop too, cleaning up the kernel and sandbox on the way out;
+    the unfinished result is simply missing."""
+    share_cores(workers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def watch() -> None:

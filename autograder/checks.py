@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -73,6 +74,16 @@ class CheckContext:
             return False
         name = Path(relative).name
         return any(name in source for source in self.cell_sources[self.environment_cell :])
+
+    def defined_after_environment_failure(self, name: str) -> bool:
+        """True when a missing name is written in a cell at or after the one that
+        failed for lack of a GPU (it would have been defined on a GPU); a name the
+        notebook never writes is missing whatever the machine. Without the cells,
+        the machine is given the benefit of the doubt."""
+        if self.environment_cell is None or not self.cell_sources:
+            return True
+        word = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+        return any(word.search(source) for source in self.cell_sources[self.environment_cell :])
 
 
 class Credit:
@@ -194,7 +205,11 @@ class _CheckSession:
             return "failed", _author_message(error)
         if isinstance(error, StudentCodeError) and is_environment_failure(str(error)):
             return "environment", f"{error} (the grading machine has no GPU: regrade on a GPU)"
-        if isinstance(error, StudentNameError) and self._environment_failure:
+        if (
+            isinstance(error, StudentNameError)
+            and self._environment_failure
+            and self._context.defined_after_environment_failure(error.name)
+        ):
             return "environment", f"{error}: the notebook stopped at {self._environment_failure}"
         if isinstance(error, (BridgeError, KernelUnavailableError)):
             return "failed", str(error)

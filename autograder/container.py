@@ -124,6 +124,8 @@ def docker_command(
         str(settings.pids),
         "--cpus",
         str(settings.cpus),
+        "--env",  # the kernel's torch threads match the CPUs it has, not the host's cores
+        f"AUTOGRADER_THREADS={max(1, int(settings.cpus))}",
         "--cap-drop",
         "ALL",
         *(part for capability in _CAPABILITIES for part in ("--cap-add", capability)),

@@ -91,8 +91,31 @@ def open_workspace(config: AssignmentConfig, *, hide: Iterable[Path] = ()) -> It
             yield Workspace(root / "work", root / "runtime", KernelLaunch((sys.executable, *_KERNEL), env))
 
 
+def kernel_threads() -> int:
+    """How many threads one kernel's torch and BLAS may use: the grader's share of
+    the cores ($AUTOGRADER_THREADS, set by a batch to cores / workers), else all of
+    them. Without this, two kernels on two cores each start two busy threads and a
+    heavy notebook runs three to four times slower than it does alone."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        return max(1, int(os.environ.get("AUTOGRADER_THREADS", cores)))
+    except ValueError:
+        return cores
+
+
+def share_cores(workers: int) -> None:
+    """Give this process (a batch worker) its share of the cores, for its kernels and its checks."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // max(1, workers))
+    os.environ["AUTOGRADER_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # for torch imported later in this process
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path) -> dict[str, str]:
     """A clean environment: nothing of the grader's own is passed on."""
+    threads = str(kernel_threads())
     return {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(workdir),
@@ -105,6 +128,9 @@ def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path) -> dict[str, str]:
         "IPYTHONDIR": str(runtime / "ipython"),
         # torchvision finds weights in $TORCH_HOME/hub/checkpoints, read-only, no network
         "TORCH_HOME": str(default_store().torch_home),
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
         # which GPUs the kernel may use, and where the driver's libraries are, as the grader has them
         **{name: os.environ[name] for name in _GPU_SETTINGS if name in os.environ},
     }
