@@ -208,7 +208,7 @@ class _CheckSession:
         if (
             isinstance(error, StudentNameError)
             and self._environment_failure
-            and self._context.defined_after_environment_failure(error.name)
+            and self._context.defined_after_environment_failure(str(error.name))
         ):
             return "environment", f"{error}: the notebook stopped at {self._environment_failure}"
         if isinstance(error, (BridgeError, KernelUnavailableError)):

@@ -37,11 +37,14 @@ def test_stand_in_weights_load_through_torchvision_unchanged(assets: AssetStore,
     for name, enum in MODELS.items():
         assert (assets.checkpoints / weights_file(name)).is_file()
         model = getattr(torchvision.models, name)(weights=getattr(torchvision.models, enum).DEFAULT)
-        assert sum(p.numel() for p in model.parameters()) == {
-            "resnet18": 11_689_512,
-            "mobilenet_v3_small": 2_542_856,
-            "efficientnet_b0": 5_288_548,
-        }[name]
+        assert (
+            sum(p.numel() for p in model.parameters())
+            == {
+                "resnet18": 11_689_512,
+                "mobilenet_v3_small": 2_542_856,
+                "efficientnet_b0": 5_288_548,
+            }[name]
+        )
 
 
 def test_stand_in_weights_give_clear_winners_on_held_out_scenes(assets: AssetStore):
@@ -178,7 +181,7 @@ def seeing_course(tmp_path_factory: pytest.TempPathFactory, assets: AssetStore) 
         '[questions]\nq1 = "Assets"\nq2 = "Links"\n[links]\ndata = "fashion-mnist"\n'
         '[kaggle_inputs]\n"intel-image-classification" = "intel-image-classification"\n'
         '"datasets/puneet6060/intel-image-classification" = "intel-image-classification"\n'
-        '[thresholds.stand-in]\naccuracy = 0.5\n[thresholds.real]\naccuracy = 0.5\n',
+        "[thresholds.stand-in]\naccuracy = 0.5\n[thresholds.real]\naccuracy = 0.5\n",
         encoding="utf-8",
     )
     checks = CHECKS.replace("KAGGLE", str(sandbox_available()))
