@@ -2,7 +2,7 @@
 
 Run by hand (it takes minutes and wants an idle machine):
 
-    .venv/bin/python bench/bench.py [--notebooks 8]
+    .venv/bin/python bench/bench.py [--notebooks 8] [--docker autograder:latest]
 
 Prints one table: per-submission wall and CPU seconds, and batch throughput,
 for a one-question torch notebook. CPU counts every process involved (grader,
@@ -59,8 +59,8 @@ def make_course(root: Path, count: int) -> Path:
     return submissions
 
 
-def bench_project(course: Path, submissions: Path, workers: int) -> tuple[float, float]:
-    out = course / f"out-{workers}"
+def bench_project(course: Path, submissions: Path, workers: int, image: str | None = None) -> tuple[float, float]:
+    out = course / f"out-{workers}-{'docker' if image else 'local'}"
     command = [
         str(BIN / "autograder"),
         "--course",
@@ -74,6 +74,7 @@ def bench_project(course: Path, submissions: Path, workers: int) -> tuple[float,
         "-j",
         str(workers),
         "--force",
+        *(["--docker", image] if image else []),
     ]
     wall, cpu = timed(command)
     results = [json.loads(p.read_text()) for p in (out / "results").glob("*.json")]
@@ -121,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notebooks", type=int, default=8)
     parser.add_argument("--otter", default=shutil.which("otter"), help="the otter command (default: from PATH)")
+    parser.add_argument("--docker", metavar="IMAGE", help="also grade in containers of this image (wall only)")
     arguments = parser.parse_args()
     count = arguments.notebooks
     rows = []
@@ -130,6 +132,10 @@ def main() -> None:
         rows.append(("bare nbclient (no checks), serial", *bench_nbclient(submissions)))
         for workers in (1, 2):
             rows.append((f"autograder -j {workers}", *bench_project(course, submissions, workers)))
+        if arguments.docker:  # the containers' CPU is dockerd's child, not ours: not counted
+            for workers in (1, 2):
+                wall, _ = bench_project(course, submissions, workers, arguments.docker)
+                rows.append((f"autograder --docker -j {workers} (CPU not seen)", wall, 0.0))
         otter = bench_otter(arguments.otter, course, count)
         rows.append(("otter run, serial", *otter) if otter else ("otter run (otter-grader not installed)", 0.0, 0.0))
     print(f"{count} one-question torch notebooks\n")
