@@ -186,6 +186,8 @@ def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:
                     key = column(result, question.question)
                     scores[key] = scores.get(key, 0.0) + question.score
             failed = [item for item in mine if item.result.status != "graded"]
+            reasons = [f"{i.entry.path.name}: {i.result.reason}" for i in failed]
+            reasons += [f"{item.entry.path.name}: {note}" for item in mine if (note := _environment_note(item.result))]
             writer.writerow(
                 [
                     student,
@@ -198,9 +200,18 @@ def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:
                     f"{sum(r.max_score for r in results):g}",
                     f"{sum(r.bonus for r in results):g}",
                     failed[0].result.status if failed else "graded",
-                    "; ".join(f"{i.entry.path.name}: {i.result.reason}" for i in failed),
+                    "; ".join(reasons),
                 ]
             )
+
+
+def _environment_note(result: SubmissionResult) -> str:
+    """Questions the grading machine could not grade (no GPU): their points are
+    not the student's mistake, and a regrade on a GPU gives them."""
+    questions = list(dict.fromkeys(c.question for c in result.checks if c.status == "environment"))
+    if not questions:
+        return ""
+    return f"{', '.join(questions)} not gradable on this machine (it has no GPU): regrade on a GPU"
 
 
 def write_canvas_gradebook(items: Sequence[BatchItem], target: Path, *, title: str) -> None:

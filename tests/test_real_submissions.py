@@ -103,6 +103,9 @@ def test_one_gradebook_row_per_student_covering_both_notebooks(graded_class: Pat
     with (graded_class / "gradebook.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(row["student"] for row in rows) == sorted(REVIEW)
+    environment = {student for student, _, _, row in review_rows() if row["outcome"] == "environment"}
+    for row in rows:  # the mentor reading the gradebook learns which zeros a GPU regrade would change
+        assert ("regrade on a GPU" in row["reason"]) == (row["student"] in environment), row
     summary = (graded_class / "summary.html").read_text(encoding="utf-8")
     assert "<script src=" not in summary
 
