@@ -32,7 +32,7 @@ from autograder.errors import AutograderError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
 from autograder.results import SubmissionResult
-from autograder.sandbox import share_cores
+from autograder.sandbox import share_cores, start_forkserver
 from autograder.submissions import Entry
 
 _CLEANUP_GRACE_S = 20.0
@@ -197,6 +197,7 @@ def _follow_parent(parent: int, workers: int) -> None:
     (even by kill -9), stop too, cleaning up the kernel and sandbox on the way out;
     the unfinished result is simply missing."""
     share_cores(workers)
+    start_forkserver()  # warms up (imports torch) while the first submission is read
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def watch() -> None:

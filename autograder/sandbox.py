@@ -14,10 +14,12 @@ unsandboxed: it is the student's own code on the student's own machine.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -27,11 +29,13 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from autograder.assets import default_store
 from autograder.config import AssignmentConfig
 
 _ENTRY = Path(__file__).with_name("sandbox_entry.py")
+_FORKSERVER = Path(__file__).with_name("forkserver.py")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CONTROLLERS = ("memory", "pids")
 _SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
@@ -164,12 +168,13 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
             folder.mkdir(mode=0o700)
             os.chown(folder, uid, uid)
         _make_cgroups(cgroups, config)
+        hidden = _hideable(hide, keep=[Path(sys.prefix), Path(sys.executable).resolve(), home, _ENTRY])
         spec = {
             "uid": uid,
             "workdir": str(workdir),
             "writable": [str(runtime)],
             "cgroups": [str(c / "cgroup.procs") for c in cgroups],
-            "hide": _hideable(hide, keep=[Path(sys.prefix), Path(sys.executable).resolve(), home, _ENTRY]),
+            "hide": hidden,
             "scratch": [p for p in _SCRATCH if Path(p).is_dir()],
             "needed": [str(Path(sys.prefix).resolve())],
             "kaggle": _kaggle_links(config, workdir),
@@ -190,9 +195,17 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
             "--kill-child",
             "--mount-proc",
         )
-        argv = (*namespaces, sys.executable, str(_ENTRY), json.dumps(spec), "--", sys.executable, *_KERNEL)
+        kernel = [sys.executable, *_KERNEL]
+        server = _ForkServer.get()
+        argv: list[str]
+        if server is not None:  # the same sandbox, entered by a fork of a process with torch imported
+            spec["hide"] = [*hidden, str(server.folder)]
+            argv = [sys.executable, "-I", "-S", str(_FORKSERVER), "launch", str(server.socket), json.dumps(spec)]
+        else:
+            argv = [*namespaces, sys.executable, str(_ENTRY), json.dumps(spec)]
+        argv += ["--", *kernel]
         description = f"uid {uid}, {config.memory_mb} MiB, {config.processes} processes, no network"
-        yield Workspace(workdir, runtime, KernelLaunch(argv, {}, sandbox=description))
+        yield Workspace(workdir, runtime, KernelLaunch(tuple(argv), {}, sandbox=description))
     finally:
         _kill_all(cgroups, uid)
         subprocess.run(["umount", "-l", str(workdir)], check=False, capture_output=True)
@@ -200,6 +213,104 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
             with contextlib.suppress(OSError):
                 cgroup.rmdir()
         shutil.rmtree(home, ignore_errors=True)
+
+
+class _ForkServer:
+    """This process's fork server (forkserver.py), started on first use and
+    stopped when the process exits. Off with AUTOGRADER_FORKSERVER=0; where it
+    cannot start, kernels start the plain way (and the reason is kept)."""
+
+    _current: _ForkServer | None = None
+    _failed: str | None = None
+
+    def __init__(self) -> None:
+        base = Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes")).parent
+        base.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="forkserver-", dir=base))  # 0700, root's
+        self.socket = self.folder / "socket"
+        threads = str(kernel_threads())
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.folder),
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            **{name: os.environ[name] for name in _GPU_SETTINGS if name in os.environ},
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, str(_FORKSERVER), "serve", str(self.socket)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=self.folder,
+        )
+        self._ready = False
+
+    @classmethod
+    def start(cls) -> None:
+        """Start it now (a batch worker does, so that it warms up while work arrives)."""
+        if cls._current is None and cls._failed is None and _forkserver_wanted():
+            cls._current = cls()
+            atexit.register(cls._current.stop)
+
+    @classmethod
+    def get(cls) -> _ForkServer | None:
+        if not _forkserver_wanted():
+            return None
+        cls.start()
+        server = cls._current
+        if server is None or server._ready:
+            return server
+        assert server.process.stdout is not None
+        ready, _, _ = select.select([server.process.stdout], [], [], 180)
+        line = server.process.stdout.readline() if ready else b""
+        if line.strip() == b"ready" and server.process.poll() is None:
+            server._ready = True
+            return server
+        server.stop()
+        cls._current = None
+        cls._failed = "the fork server did not start: " + _tail(server.process.stderr)
+        return None
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()  # the server's signal to finish
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _forkserver_wanted() -> bool:
+    return os.environ.get("AUTOGRADER_FORKSERVER", "1") != "0"
+
+
+def start_forkserver() -> None:
+    """Where kernels are sandboxed, start this process's fork server now."""
+    if sandbox_available() and not _in_container():
+        _ForkServer.start()
+
+
+def _in_container() -> bool:
+    from autograder.container import in_container
+
+    return in_container()
+
+
+def _tail(stream: IO[bytes] | None) -> str:
+    if stream is None:
+        return "(no output)"
+    with contextlib.suppress(OSError):
+        return stream.read(4000).decode(errors="replace").strip()[-1000:] or "(no output)"
+    return "(no output)"
 
 
 def _kaggle_links(config: AssignmentConfig, workdir: Path) -> dict[str, str]:

@@ -6,6 +6,8 @@ and replaces itself with the kernel.
 This file is run as a script (never imported by the grader) and uses only
 the standard library, so nothing from the grader's package loads here.
 Usage: python sandbox_entry.py SPEC_JSON -- KERNEL_ARGV...
+The fork server (forkserver.py) imports it for `enter`, the same steps
+without the final exec.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import resource
 import subprocess
 import sys
+from typing import Any
 
 _PR_SET_NO_NEW_PRIVS = 38
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
@@ -48,19 +51,21 @@ def _kaggle(links: dict[str, str]) -> None:
     _mount("-o", "remount,ro", "/kaggle")
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
-    kernel = sys.argv[sys.argv.index("--") + 1 :]
+def enter(spec: dict[str, Any], connection_file: str, *, mount_proc: bool = False) -> None:
+    """Everything but starting the kernel: this process ends as the submission's
+    user, in its working folder, with its mounts and limits. `mount_proc` where
+    no `unshare --mount-proc` did it (this process is PID 1 of a fresh namespace)."""
     uid, gid = spec["uid"], spec["uid"]
 
     for procs in spec["cgroups"]:  # every process the kernel starts stays in these groups
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
 
-    connection_file = kernel[kernel.index("-f") + 1]
     os.chown(connection_file, uid, gid)
 
     _mount("--make-rprivate", "/")
+    if mount_proc:  # this PID namespace's processes only
+        _mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", "/proc")
     for path in spec["writable"]:  # a mount of its own stays writable below
         _mount("--bind", path, path)
     if spec["kaggle"]:  # an empty folder on the host, once: the mount point for /kaggle
@@ -102,6 +107,12 @@ def main() -> None:
     if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
     os.chdir(spec["workdir"])
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    kernel = sys.argv[sys.argv.index("--") + 1 :]
+    enter(spec, kernel[kernel.index("-f") + 1])
     os.execve(kernel[0], kernel, spec["env"])
 
 

@@ -218,6 +218,17 @@ ATTACKS = [
         blocked="blocked",
     ),
     Attack(
+        "ask-the-fork-server-for-a-root-kernel",  # its socket's path is in the kernel's command line
+        "import glob, os, socket\nreached = []\n"
+        "words = open('/proc/self/cmdline').read().split(chr(0))\n"
+        "paths = [w for w in words if w.endswith('/socket')] + glob.glob('/var/lib/autograder/forkserver-*/socket')\n"
+        "for path in paths:\n"
+        "    try:\n        socket.socket(socket.AF_UNIX).connect(path)\n        reached.append(path)\n"
+        "    except OSError:\n        pass\n"
+        "canary = 'blocked fork server out of reach' if not reached else 'REACHED ' + repr(reached)",
+        blocked="blocked",
+    ),
+    Attack(
         "outlive-the-kernel",
         "import subprocess, threading, time\n"
         "subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"

@@ -225,6 +225,31 @@ def test_kernel_runs_unprivileged_in_its_own_network_namespace(arena: Arena) -> 
     assert pid == 1, "the kernel is the first process of its own PID namespace"
 
 
+@pytest.mark.parametrize("forkserver", ["1", "0"], ids=["fork-server", "plain-start"])
+def test_kernels_from_the_fork_server_and_plain_ones_grade_alike(
+    arena: Arena, forkserver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOGRADER_FORKSERVER", forkserver)
+    path = arena.submissions / f"started-{forkserver}.ipynb"
+    document = json.loads((arena.course.root / "solutions" / TENSORS / f"{TENSORS}.ipynb").read_text())
+    document["cells"].append(
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": "import os\ncanary = (open('/proc/self/cmdline').read().replace(chr(0), ' '), os.getpid(), os.getuid())",
+        }
+    )
+    path.write_text(json.dumps(document))
+    result = grade_notebook(path, course=arena.course, assignment_name=TENSORS)
+    canary = next(c for c in result.checks if c.question == "canary").message
+    command, pid, uid = eval(canary.removeprefix("canary="))  # our own check's repr of plain data
+    assert ("forkserver.py serve" in command) == (forkserver == "1"), command
+    assert pid == 1 and uid >= 200_000
+    assert result.score == result.max_score > 0
+
+
 def test_honest_submissions_grade_the_same_beside_hostile_ones(arena: Arena) -> None:
     honest = arena.course.root / "solutions" / TENSORS / f"{TENSORS}.ipynb"
     alone = grade_notebook(honest, course=arena.course, assignment_name=TENSORS)

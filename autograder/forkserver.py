@@ -1,0 +1,234 @@
+"""A fork server for sandboxed kernels: torch, torchvision and ipykernel are
+imported once, and each submission's kernel is a fork of this process that
+enters its own sandbox exactly as sandbox_entry.py does (same namespaces,
+cgroups, mounts, limits and fresh user) before it starts serving. A kernel
+then costs a fork instead of an interpreter start and a torch import.
+
+This file is run as a script (never imported by the grader), two ways:
+
+    python forkserver.py serve SOCKET
+        The server (root, started by the grader with a clean environment):
+        imports the heavy modules, prints "ready", and forks one kernel per
+        connection. It exits when its standard input closes (the grader is gone).
+
+    python -I -S forkserver.py launch SOCKET SPEC_JSON -- KERNEL_ARGV...
+        What jupyter_client starts as "the kernel": asks the server for a
+        kernel with its own standard streams, passes signals on to it, and
+        exits with the kernel's exit code. Killed, it takes the kernel with it.
+
+Per kernel the server forks a holder, which makes the new namespaces (as
+`unshare` does) and forks the kernel, PID 1 of its PID namespace; the holder
+waits for it, and kills it when the launcher's connection closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# the namespaces `unshare --mount --net --ipc --uts --pid` makes
+_CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = (
+    0x00020000,
+    0x04000000,
+    0x08000000,
+    0x20000000,
+    0x40000000,
+)
+_NAMESPACES = _CLONE_NEWNS | _CLONE_NEWUTS | _CLONE_NEWIPC | _CLONE_NEWPID | _CLONE_NEWNET
+_PR_SET_PDEATHSIG = 1
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _send(connection: socket.socket, message: dict[str, Any]) -> None:
+    data = json.dumps(message).encode()
+    connection.sendall(struct.pack("!I", len(data)) + data)
+
+
+def _receive(connection: socket.socket) -> dict[str, Any] | None:
+    header = _exactly(connection, 4)
+    if header is None:
+        return None
+    data = _exactly(connection, struct.unpack("!I", header)[0])
+    return None if data is None else dict(json.loads(data))
+
+
+def _exactly(connection: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        part = connection.recv(size - len(data))
+        if not part:
+            return None
+        data += part
+    return data
+
+
+# --- the launcher -----------------------------------------------------------
+
+
+def launch(path: str, spec: str, kernel: list[str]) -> int:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(path)
+    socket.send_fds(connection, [b"\0"], [0, 1, 2])  # the kernel writes where this process would
+    _send(connection, {"spec": json.loads(spec), "kernel": kernel})
+    started = _receive(connection)
+    if started is None or "pid" not in started:
+        print("autograder: the fork server did not start the kernel", file=sys.stderr)
+        return 1
+    pid = int(started["pid"])
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    for signum in _FORWARDED:
+        signal.signal(signum, forward)
+    ended = _receive(connection)
+    code = int(ended["exit"]) if ended else 1
+    return code if code >= 0 else 128 - code
+
+
+# --- the server -------------------------------------------------------------
+
+
+def serve(path: str) -> None:
+    import sandbox_entry  # noqa: F401  (beside this file)
+    import torch  # noqa: F401  (the point of this process: imported once, shared by every fork)
+    import torchvision  # noqa: F401
+    from ipykernel import kernelapp  # noqa: F401
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o600)
+    server.listen(64)
+    print("ready", flush=True)
+    while True:
+        readable, _, _ = select.select([server, sys.stdin], [], [], 1.0)
+        _reap()
+        if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1):
+            break  # the grader is gone
+        if server in readable:
+            _accept(server)
+    server.close()
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    while _reap(block=True):
+        pass
+
+
+def _reap(*, block: bool = False) -> bool:
+    """Wait for ended holders (their CPU time, and their kernels', is counted
+    as this process's children's). True while any is left."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0 or block:
+            return True
+
+
+def _accept(server: socket.socket) -> None:
+    connection, _ = server.accept()
+    fds: list[int] = []
+    try:
+        _, fds, _, _ = socket.recv_fds(connection, 1, 3)
+        request = _receive(connection)
+        if request is None or len(fds) != 3:
+            return
+        if os.fork() == 0:
+            try:
+                server.close()
+                _hold(connection, request, fds)
+            finally:
+                os._exit(70)
+    except OSError:
+        pass
+    finally:
+        connection.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def _hold(connection: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_NAMESPACES) != 0:
+        raise OSError(ctypes.get_errno(), "unshare failed")
+    kernel = os.fork()  # PID 1 of the new PID namespace
+    if kernel == 0:
+        try:
+            connection.close()
+            _kernel(request, fds)
+        finally:
+            os._exit(70)
+    for fd in fds:
+        os.close(fd)
+    _send(connection, {"pid": kernel})
+    ended = os.pidfd_open(kernel)
+    while True:
+        readable, _, _ = select.select([connection.fileno(), ended], [], [])
+        if ended in readable:
+            break
+        if not connection.recv(64):  # the launcher was killed: so is its kernel
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kernel, signal.SIGKILL)
+            break
+    _, status = os.waitpid(kernel, 0)
+    with contextlib.suppress(OSError):
+        _send(connection, {"exit": os.waitstatus_to_exitcode(status)})
+    os._exit(0)
+
+
+def _kernel(request: dict[str, Any], fds: list[int]) -> None:
+    import sandbox_entry
+    import torch
+    from ipykernel import kernelapp
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the holder gone, the kernel goes too
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    os.closerange(3, 65536)  # nothing of the server's: its socket, its pipe, the launcher's connection
+    spec, argv = request["spec"], list(request["kernel"])
+    arguments = argv[argv.index("ipykernel_launcher") + 1 :]
+    sandbox_entry.enter(spec, arguments[arguments.index("-f") + 1], mount_proc=True)
+    # from here on, the submission's user: only what a fresh kernel would have
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    import tempfile
+
+    tempfile.tempdir = None
+    threads = spec["env"].get("OMP_NUM_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    sys.path[:] = [p for p in sys.path if p not in ("", _HERE)]
+    sys.modules.pop("sandbox_entry", None)
+    sys.argv = [kernelapp.__file__, *arguments]
+    code = 0
+    try:
+        kernelapp.launch_new_instance(argv=arguments)
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(sys.argv[2])
+    elif sys.argv[1] == "launch":
+        split = sys.argv.index("--")
+        sys.exit(launch(sys.argv[2], sys.argv[3], sys.argv[split + 1 :]))
+    else:
+        sys.exit(f"usage: {sys.argv[0]} serve SOCKET | launch SOCKET SPEC_JSON -- KERNEL_ARGV...")
