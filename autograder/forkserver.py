@@ -110,48 +110,55 @@ def serve(path: str) -> None:
     os.chmod(path, 0o600)
     server.listen(64)
     print("ready", flush=True)
+    holders: set[int] = set()
     while True:
         readable, _, _ = select.select([server, sys.stdin], [], [], 1.0)
-        _reap()
+        _reap(holders)
         if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1):
-            break  # the grader is gone
+            break  # the grader is gone, and has ended its kernels: any left are orphans
         if server in readable:
-            _accept(server)
+            holders |= _accept(server)
     server.close()
     with contextlib.suppress(OSError):
         os.unlink(path)
-    while _reap(block=True):
-        pass
+    for pid in holders:  # a kernel dies with its holder
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _reap(holders, block=True)
 
 
-def _reap(*, block: bool = False) -> bool:
-    """Wait for ended holders (their CPU time, and their kernels', is counted
-    as this process's children's). True while any is left."""
-    while True:
+def _reap(holders: set[int], *, block: bool = False) -> None:
+    """Wait for ended holders (so their CPU time, and their kernels', counts as
+    this process's children's)."""
+    while holders:
         try:
             pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
         except ChildProcessError:
-            return False
-        if pid == 0 or block:
-            return True
+            holders.clear()
+            return
+        if pid == 0:
+            return
+        holders.discard(pid)
 
 
-def _accept(server: socket.socket) -> None:
+def _accept(server: socket.socket) -> set[int]:
     connection, _ = server.accept()
     fds: list[int] = []
     try:
         _, fds, _, _ = socket.recv_fds(connection, 1, 3)
         request = _receive(connection)
         if request is None or len(fds) != 3:
-            return
-        if os.fork() == 0:
+            return set()
+        holder = os.fork()
+        if holder == 0:
             try:
                 server.close()
                 _hold(connection, request, fds)
             finally:
                 os._exit(70)
+        return {holder}
     except OSError:
-        pass
+        return set()
     finally:
         connection.close()
         for fd in fds:
