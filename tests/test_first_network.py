@@ -117,3 +117,12 @@ def test_hidden_messages_do_not_reveal_expected_values(variant_result: tuple[Var
     for check in result.checks:
         if check.visibility == "hidden" and check.status != "passed":
             assert "tensor(" not in check.message and "\nassert" not in check.message, check.message
+
+
+def test_grading_twice_gives_the_same_result(course: Course, graded_solutions: dict[str, SubmissionResult]) -> None:
+    """Seeds are fixed before the first cell: the same notebook trains the same
+    network again, to the last recorded loss, and earns the same points."""
+    first = graded_solutions[FIRST_NETWORK]
+    again = grade(course, course.get(FIRST_NETWORK).solution, FIRST_NETWORK)
+    assert [(c.name, c.status, c.score) for c in again.checks] == [(c.name, c.status, c.score) for c in first.checks]
+    assert again.curves == first.curves and again.curves["Training loss"]
