@@ -32,7 +32,7 @@ from autograder.errors import AutograderError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
 from autograder.results import SubmissionResult
-from autograder.sandbox import share_cores, start_forkserver
+from autograder.sandbox import share_cores, start_forkserver, usable_cores
 from autograder.submissions import Entry
 
 _CLEANUP_GRACE_S = 20.0
@@ -56,7 +56,7 @@ class BatchItem:
 
 def default_workers() -> int:
     """One worker per core: each runs one kernel at a time."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return usable_cores()
 
 
 def grade_batch(

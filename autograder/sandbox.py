@@ -95,12 +95,17 @@ def open_workspace(config: AssignmentConfig, *, hide: Iterable[Path] = ()) -> It
             yield Workspace(root / "work", root / "runtime", KernelLaunch((sys.executable, *_KERNEL), env))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def kernel_threads() -> int:
     """How many threads one kernel's torch and BLAS may use: the grader's share of
     the cores ($AUTOGRADER_THREADS, set by a batch to cores / workers), else all of
     them. Without this, two kernels on two cores each start two busy threads and a
     heavy notebook runs three to four times slower than it does alone."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     try:
         return max(1, int(os.environ.get("AUTOGRADER_THREADS", cores)))
     except ValueError:
@@ -109,34 +114,41 @@ def kernel_threads() -> int:
 
 def share_cores(workers: int) -> None:
     """Give this process (a batch worker) its share of the cores, for its kernels and its checks."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cores // max(1, workers))
+    threads = max(1, usable_cores() // max(1, workers))
     os.environ["AUTOGRADER_THREADS"] = str(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # for torch imported later in this process
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path) -> dict[str, str]:
-    """A clean environment: nothing of the grader's own is passed on."""
+def _clean_env(*, home: Path, tmp: Path) -> dict[str, str]:
+    """What every process the grader starts for a kernel gets (the kernel, the
+    fork server): nothing of the grader's own environment is passed on."""
     threads = str(kernel_threads())
     return {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(workdir),
+        "HOME": str(home),
         "TMPDIR": str(tmp),
         "LANG": "C.UTF-8",
-        "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": str(runtime / "matplotlib"),
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "IPYTHONDIR": str(runtime / "ipython"),
-        # torchvision finds weights in $TORCH_HOME/hub/checkpoints, read-only, no network
-        "TORCH_HOME": str(default_store().torch_home),
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,
         # which GPUs the kernel may use, and where the driver's libraries are, as the grader has them
         **{name: os.environ[name] for name in _GPU_SETTINGS if name in os.environ},
+    }
+
+
+def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path) -> dict[str, str]:
+    """A clean environment: nothing of the grader's own is passed on."""
+    return {
+        **_clean_env(home=workdir, tmp=tmp),
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": str(runtime / "matplotlib"),
+        "IPYTHONDIR": str(runtime / "ipython"),
+        # torchvision finds weights in $TORCH_HOME/hub/checkpoints, read-only, no network
+        "TORCH_HOME": str(default_store().torch_home),
     }
 
 
@@ -184,17 +196,6 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
             "processes": config.processes,
             "env": _kernel_env(workdir, runtime, tmp=Path("/tmp")),
         }
-        namespaces = (
-            "unshare",
-            "--mount",
-            "--net",
-            "--ipc",
-            "--uts",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-        )
         kernel = [sys.executable, *_KERNEL]
         server = _ForkServer.get()
         argv: list[str]
@@ -202,7 +203,7 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
             spec["hide"] = [*hidden, str(server.folder)]
             argv = [sys.executable, "-I", "-S", str(_FORKSERVER), "launch", str(server.socket), json.dumps(spec)]
         else:
-            argv = [*namespaces, sys.executable, str(_ENTRY), json.dumps(spec)]
+            argv = [*_NAMESPACES, sys.executable, str(_ENTRY), json.dumps(spec)]
         argv += ["--", *kernel]
         description = f"uid {uid}, {config.memory_mb} MiB, {config.processes} processes, no network"
         yield Workspace(workdir, runtime, KernelLaunch(tuple(argv), {}, sandbox=description))
@@ -228,19 +229,7 @@ class _ForkServer:
         base.mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix="forkserver-", dir=base))  # 0700, root's
         self.socket = self.folder / "socket"
-        threads = str(kernel_threads())
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(self.folder),
-            "TMPDIR": "/tmp",
-            "LANG": "C.UTF-8",
-            "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-            "OPENBLAS_NUM_THREADS": threads,
-            **{name: os.environ[name] for name in _GPU_SETTINGS if name in os.environ},
-        }
+        env = _clean_env(home=self.folder, tmp=Path("/tmp"))
         self.process = subprocess.Popen(
             [sys.executable, str(_FORKSERVER), "serve", str(self.socket)],
             stdin=subprocess.PIPE,

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,22 +205,27 @@ def test_nothing_reached_the_loopback_listener(arena: Arena, graded: tuple[Attac
     assert arena.listener_hits == []
 
 
-def test_kernel_runs_unprivileged_in_its_own_network_namespace(arena: Arena) -> None:
-    path = arena.submissions / "whoami.ipynb"
-    document = json.loads((arena.course.root / "assignments" / TENSORS / f"{TENSORS}.ipynb").read_text())
-    document["cells"].append(
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "outputs": [],
-            "execution_count": None,
-            "source": "import os\ncanary = (os.getuid(), os.getgid(), os.readlink('/proc/self/ns/net'), os.getpid())",
-        }
-    )
+def grade_with_canary(arena: Arena, name: str, base: str, source: str) -> tuple[SubmissionResult, Any]:
+    """Grade `base` ("assignments" or "solutions") with one cell appended that
+    binds `canary` to plain data, and return the result and that data."""
+    path = arena.submissions / f"{name}.ipynb"
+    document = json.loads((arena.course.root / base / TENSORS / f"{TENSORS}.ipynb").read_text())
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": source}
+    document["cells"].append(cell)
     path.write_text(json.dumps(document))
     result = grade_notebook(path, course=arena.course, assignment_name=TENSORS)
     canary = next(c for c in result.checks if c.question == "canary").message
-    uid, gid, namespace, pid = eval(canary.removeprefix("canary="))  # our own check's repr of plain data
+    return result, eval(canary.removeprefix("canary="))  # our own check's repr of plain data
+
+
+def test_kernel_runs_unprivileged_in_its_own_network_namespace(arena: Arena) -> None:
+    _, canary = grade_with_canary(
+        arena,
+        "whoami",
+        "assignments",
+        "import os\ncanary = (os.getuid(), os.getgid(), os.readlink('/proc/self/ns/net'), os.getpid())",
+    )
+    uid, gid, namespace, pid = canary
     assert uid >= 200_000 and gid == uid
     assert namespace != os.readlink("/proc/self/ns/net")
     assert pid == 1, "the kernel is the first process of its own PID namespace"
@@ -230,21 +236,13 @@ def test_kernels_from_the_fork_server_and_plain_ones_grade_alike(
     arena: Arena, forkserver: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUTOGRADER_FORKSERVER", forkserver)
-    path = arena.submissions / f"started-{forkserver}.ipynb"
-    document = json.loads((arena.course.root / "solutions" / TENSORS / f"{TENSORS}.ipynb").read_text())
-    document["cells"].append(
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "outputs": [],
-            "execution_count": None,
-            "source": "import os\ncanary = (open('/proc/self/cmdline').read().replace(chr(0), ' '), os.getpid(), os.getuid())",
-        }
+    result, canary = grade_with_canary(
+        arena,
+        f"started-{forkserver}",
+        "solutions",
+        "import os\ncanary = (open('/proc/self/cmdline').read().replace(chr(0), ' '), os.getpid(), os.getuid())",
     )
-    path.write_text(json.dumps(document))
-    result = grade_notebook(path, course=arena.course, assignment_name=TENSORS)
-    canary = next(c for c in result.checks if c.question == "canary").message
-    command, pid, uid = eval(canary.removeprefix("canary="))  # our own check's repr of plain data
+    command, pid, uid = canary
     assert ("forkserver.py serve" in command) == (forkserver == "1"), command
     assert pid == 1 and uid >= 200_000
     assert result.score == result.max_score > 0
