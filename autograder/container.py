@@ -113,6 +113,10 @@ def docker_command(
         "--label",
         f"{GROUP_LABEL}={os.getpgid(0)}",
         "--init",  # a PID 1 that reaps what student code leaves and passes signals on
+        # Ctrl-C is the grader's to handle (it removes the container); the docker
+        # client passing it on would end the grading inside with no result
+        # where the grader itself ignores SIGINT (a background job).
+        "--sig-proxy=false",
         "--network",
         "none",
         "--read-only",

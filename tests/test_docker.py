@@ -143,6 +143,7 @@ def test_the_command_line_confines_the_container() -> None:
     assert {("--network", "none"), ("--memory", "3g"), ("--memory-swap", "3g"), ("--pids-limit", "300")} <= pairs
     assert {("--cpus", "1.5"), ("--cap-drop", "ALL"), ("--security-opt", "no-new-privileges")} <= pairs
     assert "--read-only" in options and "--init" in options and "--gpus" not in options
+    assert "--sig-proxy=false" in options
     assert {c for o, c in pairs if o == "--cap-add"} == {"CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER"}
     mounts = [value for option, value in pairs if option == "--mount"]
     assert mounts == ['type=bind,"source=/data/ann,1.ipynb",target=/submission/ann_1.ipynb,readonly']
@@ -240,7 +241,15 @@ def test_a_container_past_its_time_is_removed(image: str, tmp_path: Path) -> Non
 def test_ctrl_c_removes_the_container(image: str, tmp_path: Path) -> None:
     notebook = write_notebook(tmp_path / "sleepy.ipynb", "import time\ntime.sleep(600)")
     command = [sys.executable, "-m", "autograder", "grade", "--docker", image, "-a", TENSORS, str(notebook)]
-    grader = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    grader = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        # a terminal's foreground job takes SIGINT, even where these tests run
+        # as a background job, which ignores it (and its children inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     with grader:
         try:
             deadline = time.monotonic() + 120
