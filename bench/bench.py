@@ -134,6 +134,7 @@ def main() -> None:
         # submission costs once the batch is running (worker, fork server and
         # checker start-ups paid), the figure the target is about.
         bigger = make_course(course, 3 * count, "bigger")
+        bench_project(course, make_course(course, 1, "warm-up"), 1)  # disk caches filled, not timed
         rows.append(("bare nbclient (no checks), serial", *bench_nbclient(submissions), ""))
         for workers in (1, 2):
             wall, cpu = bench_project(course, submissions, workers)
