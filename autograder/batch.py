@@ -32,7 +32,7 @@ from autograder.errors import AutograderError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
 from autograder.results import SubmissionResult
-from autograder.sandbox import share_cores, start_forkserver, usable_cores
+from autograder.sandbox import kill_live_sandboxes, share_cores, start_forkserver, usable_cores
 from autograder.submissions import Entry
 
 _CLEANUP_GRACE_S = 20.0
@@ -206,6 +206,7 @@ def _follow_parent(parent: int, workers: int) -> None:
         _PARENT_GONE.set()
         # aimed at the main thread, so that a blocking wait there is interrupted
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        kill_live_sandboxes()  # student code stops now, even where the main thread swallows SystemExit (pytest)
         time.sleep(_CLEANUP_GRACE_S)  # time for the kernel and sandbox to be torn down
         os._exit(143)
 
@@ -221,6 +222,8 @@ def _grade_one(
     )
     result = dataclasses.replace(result, student=entry.name or entry.student)
     text = result.to_json()
+    if _PARENT_GONE.is_set():  # its kernel was killed under it: not a grade, the next run grades it
+        raise SystemExit(143)
     _write_atomically(Path(target), text)
     return text
 

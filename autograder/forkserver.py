@@ -200,7 +200,8 @@ def _kernel(request: dict[str, Any], fds: list[int]) -> None:
     from ipykernel import kernelapp
 
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the holder gone, the kernel goes too
+    # the holder gone, the kernel goes too (until the uid change in enter, which sets it again)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     os.closerange(3, 65536)  # nothing of the server's: its socket, its pipe, the launcher's connection

@@ -41,6 +41,7 @@ _CONTROLLERS = ("memory", "pids")
 _SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 _ALWAYS_HIDDEN = ("/root", "/home", "/var/lib/autograder")
 _NAMESPACES = ("unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
+_LIVE: dict[int, list[Path]] = {}  # uid -> cgroups of the sandboxes open in this process
 _GPU_SETTINGS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "LD_LIBRARY_PATH")
 _KERNEL = ("-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False")
 
@@ -161,6 +162,7 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
     home = base / f"s{uid}"
     workdir, runtime = home / "work", home / "runtime"
     cgroups = [_CGROUP_ROOT / c / "autograder" / f"s{uid}" for c in _CONTROLLERS]
+    _LIVE[uid] = cgroups
     try:
         home.mkdir(mode=0o711)
         workdir.mkdir(mode=0o700)
@@ -209,6 +211,7 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
         yield Workspace(workdir, runtime, KernelLaunch(tuple(argv), {}, sandbox=description))
     finally:
         _kill_all(cgroups, uid)
+        _LIVE.pop(uid, None)
         subprocess.run(["umount", "-l", str(workdir)], check=False, capture_output=True)
         for cgroup in cgroups:
             with contextlib.suppress(OSError):
@@ -342,6 +345,14 @@ def _members(cgroup: Path) -> list[str]:
         return (cgroup / "cgroup.procs").read_text().split()
     except OSError:
         return []
+
+
+def kill_live_sandboxes() -> None:
+    """Kill every process of this process's open sandboxes, from any thread: a
+    batch worker whose grader died does this before it exits, whatever its
+    main thread was doing."""
+    for uid, cgroups in list(_LIVE.items()):
+        _kill_all(cgroups, uid)
 
 
 def _kill_all(cgroups: list[Path], uid: int, timeout_s: float = 10.0) -> None:

@@ -16,11 +16,13 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 from typing import Any
 
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_PDEATHSIG = 1
 _MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
 
 
@@ -104,8 +106,14 @@ def enter(spec: dict[str, Any], connection_file: str, *, mount_proc: bool = Fals
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    # The uid change cleared the parent-death signal (`unshare --kill-child`,
+    # the fork server's holder): set it again, so that the kernel, PID 1 of
+    # its namespace and so everything it started, dies with its parent.
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     os.chdir(spec["workdir"])
 
 

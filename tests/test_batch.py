@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -119,6 +120,56 @@ def test_kill_minus_9_then_resume_grades_each_submission_once(light_course: Path
     rows = list(csv.DictReader((out / "gradebook.csv").read_text().splitlines()))
     assert sorted(r["student"] for r in rows) == [f"student{i:02d}" for i in range(6)]
     assert [r["q1"] for r in sorted(rows, key=lambda r: r["student"])] == ["0", "2"] * 3
+
+
+NAPPING_CHECK = """
+import pytest
+
+@pytest.mark.question("q1")
+@pytest.mark.points(1)
+def test_nap(student):
+    student.call("nap")
+"""
+NAP = "import time\n\ndef nap():\n    open('napping', 'w').close()\n    time.sleep(3600)"
+
+
+def test_kill_minus_9_during_the_checks_stops_the_kernel_and_writes_no_result(
+    light_course: Path, tmp_path: Path
+) -> None:
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("the sandbox (root on Linux) is what must not outlive the grader")
+    course = tmp_path / "course"
+    shutil.copytree(light_course, course)
+    (course / "solutions" / "light" / "hidden_checks" / "test_light.py").write_text(NAPPING_CHECK)
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    write_notebook(submissions / "napper.ipynb", NAP)
+    sandboxes = Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes"))
+    command = [str(COMMAND), "--course", str(course), "grade", str(submissions), "-a", "light"]
+    command += ["--out", str(tmp_path / "out"), "-j", "1"]
+    grader = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(sandboxes.glob("*/work/napping")):  # a check is waiting on the student's code
+        assert time.monotonic() < deadline and grader.poll() is None, "the check never called nap()"
+        time.sleep(0.05)
+    assert _sandboxed_processes(grader.pid)
+    os.kill(grader.pid, signal.SIGKILL)
+    grader.wait()
+    _wait_for_group_to_end(grader.pid)  # the napping kernel included
+    assert not list((tmp_path / "out" / "results").glob("*.json")), "a submission cut short got a result"
+
+
+def _sandboxed_processes(group: int) -> list[int]:
+    """Processes of this group that run as some other user than root."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, ValueError):
+            if os.getpgid(int(status.parent.name)) != group:
+                continue
+            uid = next(line.split()[1] for line in status.read_text().splitlines() if line.startswith("Uid:"))
+            if uid != "0":
+                found.append(int(status.parent.name))
+    return found
 
 
 def _wait_for_group_to_end(group: int) -> None:
