@@ -32,7 +32,7 @@ from autograder.errors import AutograderError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
 from autograder.results import SubmissionResult
-from autograder.sandbox import kill_live_sandboxes, share_cores, start_forkserver, usable_cores
+from autograder.sandbox import share_cores, start_forkserver, tear_down_live_sandboxes, usable_cores
 from autograder.submissions import Entry
 
 _CLEANUP_GRACE_S = 20.0
@@ -199,6 +199,9 @@ def _follow_parent(parent: int, workers: int) -> None:
     share_cores(workers)
     start_forkserver()  # warms up (imports torch) while the first submission is read
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # the grader's terminal gone (closed, or the grader was its session's leader
+    # and died): tidy up as for SIGTERM rather than die with sandboxes left behind
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -206,7 +209,7 @@ def _follow_parent(parent: int, workers: int) -> None:
         _PARENT_GONE.set()
         # aimed at the main thread, so that a blocking wait there is interrupted
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
-        kill_live_sandboxes()  # student code stops now, even where the main thread swallows SystemExit (pytest)
+        tear_down_live_sandboxes()  # now, even where the main thread swallows SystemExit (pytest) or is slow
         time.sleep(_CLEANUP_GRACE_S)  # time for the kernel and sandbox to be torn down
         os._exit(143)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -41,7 +42,7 @@ _CONTROLLERS = ("memory", "pids")
 _SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 _ALWAYS_HIDDEN = ("/root", "/home", "/var/lib/autograder")
 _NAMESPACES = ("unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
-_LIVE: dict[int, list[Path]] = {}  # uid -> cgroups of the sandboxes open in this process
+_LIVE: dict[int, Callable[[], None]] = {}  # uid -> the tear-down of a sandbox open in this process
 _GPU_SETTINGS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "LD_LIBRARY_PATH")
 _KERNEL = ("-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False")
 
@@ -162,7 +163,7 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
     home = base / f"s{uid}"
     workdir, runtime = home / "work", home / "runtime"
     cgroups = [_CGROUP_ROOT / c / "autograder" / f"s{uid}" for c in _CONTROLLERS]
-    _LIVE[uid] = cgroups
+    _LIVE[uid] = functools.partial(_tear_down, uid, cgroups, workdir, home)
     try:
         home.mkdir(mode=0o711)
         workdir.mkdir(mode=0o700)
@@ -210,13 +211,19 @@ def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Works
         description = f"uid {uid}, {config.memory_mb} MiB, {config.processes} processes, no network"
         yield Workspace(workdir, runtime, KernelLaunch(tuple(argv), {}, sandbox=description))
     finally:
-        _kill_all(cgroups, uid)
+        _tear_down(uid, cgroups, workdir, home)
         _LIVE.pop(uid, None)
-        subprocess.run(["umount", "-l", str(workdir)], check=False, capture_output=True)
-        for cgroup in cgroups:
-            with contextlib.suppress(OSError):
-                cgroup.rmdir()
-        shutil.rmtree(home, ignore_errors=True)
+
+
+def _tear_down(uid: int, cgroups: list[Path], workdir: Path, home: Path) -> None:
+    """Stop everything of the sandbox's user and remove what the sandbox made
+    (done again, it finds nothing left to do)."""
+    _kill_all(cgroups, uid)
+    subprocess.run(["umount", "-l", str(workdir)], check=False, capture_output=True)
+    for cgroup in cgroups:
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 class _ForkServer:
@@ -347,12 +354,13 @@ def _members(cgroup: Path) -> list[str]:
         return []
 
 
-def kill_live_sandboxes() -> None:
-    """Kill every process of this process's open sandboxes, from any thread: a
-    batch worker whose grader died does this before it exits, whatever its
-    main thread was doing."""
-    for uid, cgroups in list(_LIVE.items()):
-        _kill_all(cgroups, uid)
+def tear_down_live_sandboxes() -> None:
+    """Stop the student code of this process's open sandboxes and remove the
+    sandboxes, from any thread: a batch worker whose grader died does this
+    before it exits, whatever its main thread was doing."""
+    for uid, tear_down in list(_LIVE.items()):
+        tear_down()
+        _LIVE.pop(uid, None)
 
 
 def _kill_all(cgroups: list[Path], uid: int, timeout_s: float = 10.0) -> None:
