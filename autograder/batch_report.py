@@ -9,7 +9,7 @@ import base64
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,11 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
-def write_batch_reports(items: Sequence[BatchItem], out: Path, *, title: str) -> None:
-    """Everything under `out`, rewritten from all results (cached ones included)."""
+def write_batch_reports(
+    items: Sequence[BatchItem], out: Path, *, title: str, titles: Mapping[str, str] | None = None
+) -> None:
+    """Everything under `out`, rewritten from all results (cached ones included).
+    `title` names the batch; `titles` (assignment -> title) each notebook's feedback."""
     write_gradebook(items, out / "gradebook.csv")
     write_canvas_gradebook(items, out / "gradebook-canvas.csv", title=title)
     write_summary_page(items, out / "summary.html", title=title)
@@ -41,7 +44,8 @@ def write_batch_reports(items: Sequence[BatchItem], out: Path, *, title: str) ->
             target = out / "feedback" / curve["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(base64.b64decode(curve["png"]))
-        context = {"result": item.result, "student": student, "title": title, "curves": curves}
+        own = (titles or {}).get(item.result.assignment or "", title)
+        context = {"result": item.result, "student": student, "title": own, "curves": curves}
         for kind in ("md", "html"):
             target = out / "feedback" / f"{item.entry.label}.{kind}"
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -351,9 +351,10 @@ def _grade_into_folder(
         f"in {time.monotonic() - started:.1f} s with {workers} worker(s)"
     )
     render_batch(items, _out)
-    names = [item.result.assignment for item in items if item.result.assignment]
-    name = assignment or (max(set(names), key=names.count) if names else None)
-    write_batch_reports(items, out, title=(course.get(name).config.title or name) if name else "Score")
+    names = sorted({assignment or item.result.assignment or "" for item in items} - {""})
+    titles = {name: course.get(name).config.title or name for name in names}
+    # a batch of several assignments (a course repository copy) is named after all of them
+    write_batch_reports(items, out, title=", ".join(titles.values()) or "Score", titles=titles)
     _out.print(f"[dim]results, gradebook, feedback and summary.html in {out}[/]")
     return 1 if any(item.result.status == "error" for item in items) else 0
 

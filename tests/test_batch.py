@@ -358,8 +358,10 @@ def test_feedback_draws_the_notebooks_own_curves(tmp_path: Path) -> None:
         questions=(QuestionScore("q1", "One", 1, 2),),
         curves={"Training loss": [0.7, 0.5, 0.2, 0.1]},
     )
-    write_batch_reports([BatchItem(Entry("ann", tmp_path / "ann.ipynb"), result, cached=False)], tmp_path, title="T")
+    item = BatchItem(Entry("ann", tmp_path / "ann.ipynb"), result, cached=False)
+    write_batch_reports([item], tmp_path, title="Week 4", titles={"03_first_network": "First network"})
     markdown = (tmp_path / "feedback" / "ann__ann.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# First network: feedback for ann")  # its own assignment's, in a mixed batch
     assert "## Training loss" in markdown and "(ann__ann.curve0.png)" in markdown
     with Image.open(tmp_path / "feedback" / "ann__ann.curve0.png") as image:
         assert image.width > 200
