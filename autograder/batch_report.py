@@ -72,6 +72,9 @@ def write_summary_page(items: Sequence[BatchItem], target: Path, *, title: str) 
         },
         "mean": sum(i.result.score for i in graded) / len(graded) if graded else 0.0,
         "max_score": max((i.result.max_score for i in graded), default=0.0),
+        # several assignments (different maxima): the mean share of each one's maximum
+        "mixed": len({i.result.max_score for i in graded}) > 1,
+        "mean_percent": sum(_percent(i.result) for i in graded) / len(graded) if graded else 0.0,
         "plots": summary_plots(items),
         "problems": problems,
         "slowest": [
@@ -86,6 +89,10 @@ def write_summary_page(items: Sequence[BatchItem], target: Path, *, title: str) 
     target.write_text(_TEMPLATES.get_template("summary.html.j2").render(context), encoding="utf-8")
 
 
+def _percent(result: SubmissionResult) -> float:
+    return 100 * result.score / result.max_score if result.max_score else 0.0
+
+
 def summary_plots(items: Sequence[BatchItem]) -> list[dict[str, str]]:
     """Score histogram, pass rate per question, slowest submissions; PNG as base64."""
     import matplotlib
@@ -95,21 +102,26 @@ def summary_plots(items: Sequence[BatchItem]) -> list[dict[str, str]]:
 
     graded = [item.result for item in items if item.result.status == "graded"]
     plots = []
+    mixed = len({r.max_score for r in graded}) > 1  # several assignments: scores as % of each maximum
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
-    axes.hist([r.score for r in graded], bins=min(20, max(5, len(graded))), color="#4472c4")
-    axes.set_xlabel("score")
+    scores = [_percent(r) if mixed else r.score for r in graded]
+    axes.hist(scores, bins=min(20, max(5, len(graded))), color="#4472c4")
+    axes.set_xlabel("% of the maximum" if mixed else "score")
     axes.set_ylabel("submissions")
     plots.append({"caption": "Score histogram", "png": _png(figure)})
-    questions = list(dict.fromkeys(q.question for r in graded for q in r.questions))
-    rates = [
-        sum(q.score == q.max_score for r in graded for q in r.questions if q.question == question)
-        / max(1, sum(q.question == question for r in graded for q in r.questions))
-        for question in questions
-    ]
-    figure, axes = pyplot.subplots(figsize=(6, 3.5))
-    axes.bar(questions, [100 * rate for rate in rates], color="#70ad47")
+    several = len({r.assignment for r in graded}) > 1
+    keys = list(dict.fromkeys((r.assignment, q.question) for r in graded for q in r.questions))
+    marks: dict[tuple[str | None, str], list[bool]] = {key: [] for key in keys}
+    for r in graded:
+        for q in r.questions:
+            marks[(r.assignment, q.question)].append(q.score == q.max_score)
+    figure, axes = pyplot.subplots(figsize=(6 if len(keys) <= 12 else 10, 3.5 if not several else 4.5))
+    labels = [f"{assignment}:{question}" if several else question for assignment, question in keys]
+    axes.bar(labels, [100 * sum(marks[key]) / len(marks[key]) for key in keys], color="#70ad47")
     axes.set_ylim(0, 100)
     axes.set_ylabel("% with full marks")
+    if several or len(keys) > 12:
+        axes.tick_params(axis="x", labelrotation=90, labelsize=7)
     plots.append({"caption": "Pass rate per question", "png": _png(figure)})
     slowest = sorted(items, key=lambda i: i.result.timings.get("total_s", 0.0), reverse=True)[:10]
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
