@@ -220,6 +220,8 @@ def _grade_one(
     path: str, entry: Entry, course_root: str, assignment_name: str | None, options: GradingOptions, target: str
 ) -> str:
     """Runs in a worker process; writes the result itself, so it survives the parent."""
+    if _PARENT_GONE.is_set():  # a job already queued when the grader died: no new sandbox for it
+        raise SystemExit(143)
     result = grade_notebook(
         Path(path), course=Course(Path(course_root)), assignment_name=assignment_name, options=options
     )

@@ -72,8 +72,7 @@ def write_summary_page(items: Sequence[BatchItem], target: Path, *, title: str) 
         },
         "mean": sum(i.result.score for i in graded) / len(graded) if graded else 0.0,
         "max_score": max((i.result.max_score for i in graded), default=0.0),
-        # several assignments (different maxima): the mean share of each one's maximum
-        "mixed": len({i.result.max_score for i in graded}) > 1,
+        "mixed": _several_maxima([i.result for i in graded]),
         "mean_percent": sum(_percent(i.result) for i in graded) / len(graded) if graded else 0.0,
         "plots": summary_plots(items),
         "problems": problems,
@@ -89,6 +88,11 @@ def write_summary_page(items: Sequence[BatchItem], target: Path, *, title: str) 
     target.write_text(_TEMPLATES.get_template("summary.html.j2").render(context), encoding="utf-8")
 
 
+def _several_maxima(results: Sequence[SubmissionResult]) -> bool:
+    """Several assignments in one batch: scores are compared as shares of each one's maximum."""
+    return len({r.max_score for r in results}) > 1
+
+
 def _percent(result: SubmissionResult) -> float:
     return 100 * result.score / result.max_score if result.max_score else 0.0
 
@@ -102,7 +106,7 @@ def summary_plots(items: Sequence[BatchItem]) -> list[dict[str, str]]:
 
     graded = [item.result for item in items if item.result.status == "graded"]
     plots = []
-    mixed = len({r.max_score for r in graded}) > 1  # several assignments: scores as % of each maximum
+    mixed = _several_maxima(graded)
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
     scores = [_percent(r) if mixed else r.score for r in graded]
     axes.hist(scores, bins=min(20, max(5, len(graded))), color="#4472c4")
