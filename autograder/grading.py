@@ -28,7 +28,7 @@ from autograder.errors import BridgeError, NotANotebookError, UnknownAssignmentE
 from autograder.execution import executed_notebook
 from autograder.intake import Submission, read_submission
 from autograder.results import ExecutionReport, SubmissionResult
-from autograder.sandbox import open_workspace
+from autograder.sandbox import Workspace, open_workspace
 from autograder.scoring import score_outcomes
 
 
@@ -95,11 +95,10 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
     assets = default_store()
     if config.links or config.kaggle_inputs:
         assets.require()
-    hide = [assignment.solution_dir.parent, submission.path.resolve().parent, assets.hidden]
     context_thresholds = config.thresholds.get(assets.kind, {})
-    with open_workspace(config, hide=hide) as workspace:
+    with open_workspace(config) as workspace:
         _provide_files(assignment, workspace.workdir)
-        _link_assets(config.links, assets, workspace.workdir)
+        _link_assets(config.links, assets, workspace)
         with executed_notebook(submission.notebook, workspace=workspace, config=config) as (report, student):
             checks_started = time.monotonic()
             failure = _environment_failure(report)
@@ -163,13 +162,16 @@ def _curves(student: Student, names: dict[str, str], points: int = 1000) -> dict
     return curves
 
 
-def _link_assets(links: dict[str, str], assets: AssetStore, workdir: Path) -> None:
+def _link_assets(links: dict[str, str], assets: AssetStore, workspace: Workspace) -> None:
     """Working-folder paths that show public asset folders (e.g. `data` for a
-    notebook's `FashionMNIST(root="data")`): links to read-only files."""
+    notebook's `FashionMNIST(root="data")`): links to read-only files, at the
+    path the kernel sees them (/assets in the sandbox)."""
     for relative, folder in links.items():
-        target = workdir / relative
+        target = workspace.workdir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(assets.public_folder(folder), target_is_directory=True)
+        public = assets.public_folder(folder)
+        shown = public if workspace.assets is None else workspace.assets / public.relative_to(assets.public)
+        target.symlink_to(shown, target_is_directory=True)
 
 
 def _provide_files(assignment: Assignment, workdir: Path) -> None:

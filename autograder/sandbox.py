@@ -17,12 +17,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import glob
 import json
 import os
 import secrets
 import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -30,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from autograder.assets import default_store
 from autograder.config import AssignmentConfig
@@ -40,7 +42,13 @@ _FORKSERVER = Path(__file__).with_name("forkserver.py")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CONTROLLERS = ("memory", "pids")
 _SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-_ALWAYS_HIDDEN = ("/root", "/home", "/var/lib/autograder")
+# The kernel's file system is built from these lists alone (SECURITY.md, "The
+# kernel's view"): nothing of the host that they do not name is there.
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ETC_FROM_HOST = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "mime.types")
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+_GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps")
+ASSETS_VIEW = Path("/assets")  # where the public assets appear to a sandboxed kernel, whatever their host path
 _NAMESPACES = ("unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
 _LIVE: dict[int, Callable[[], None]] = {}  # uid -> the tear-down of a sandbox open in this process
 _GPU_SETTINGS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "LD_LIBRARY_PATH")
@@ -63,6 +71,7 @@ class Workspace:
     workdir: Path
     runtime: Path
     launch: KernelLaunch
+    assets: Path | None = None  # the public assets as the kernel sees them; None: at their host path
 
 
 def sandbox_available() -> bool:
@@ -77,7 +86,7 @@ def sandbox_available() -> bool:
 
 
 @contextlib.contextmanager
-def open_workspace(config: AssignmentConfig, *, hide: Iterable[Path] = ()) -> Iterator[Workspace]:
+def open_workspace(config: AssignmentConfig) -> Iterator[Workspace]:
     """A fresh workspace for one submission, sandboxed where possible; removed on exit."""
     from autograder.container import container_workspace, in_container  # container.py imports this module
 
@@ -86,7 +95,7 @@ def open_workspace(config: AssignmentConfig, *, hide: Iterable[Path] = ()) -> It
             yield workspace
         return
     if sandbox_available():
-        with _sandboxed(config, hide) as workspace:
+        with _sandboxed(config) as workspace:
             yield workspace
     else:
         with tempfile.TemporaryDirectory(prefix="autograder-") as scratch:
@@ -142,84 +151,136 @@ def _clean_env(*, home: Path, tmp: Path) -> dict[str, str]:
     }
 
 
-def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path) -> dict[str, str]:
-    """A clean environment: nothing of the grader's own is passed on."""
+def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path, assets: Path | None = None) -> dict[str, str]:
+    """A clean environment: nothing of the grader's own is passed on. `assets`:
+    where the kernel sees the public assets (default: their host path)."""
+    torch_home = default_store().torch_home if assets is None else assets / "torch"
     return {
         **_clean_env(home=workdir, tmp=tmp),
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": str(runtime / "matplotlib"),
         "IPYTHONDIR": str(runtime / "ipython"),
         # torchvision finds weights in $TORCH_HOME/hub/checkpoints, read-only, no network
-        "TORCH_HOME": str(default_store().torch_home),
+        "TORCH_HOME": str(torch_home),
     }
 
 
 @contextlib.contextmanager
-def _sandboxed(config: AssignmentConfig, hide: Iterable[Path]) -> Iterator[Workspace]:
+def _sandboxed(config: AssignmentConfig) -> Iterator[Workspace]:
     uid = 200_000 + secrets.randbelow(1_000_000_000)
     base = Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes"))
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o711)
     home = base / f"s{uid}"
-    workdir, runtime = home / "work", home / "runtime"
+    workdir, runtime, root = home / "work", home / "runtime", home / "root"
     cgroups = [_CGROUP_ROOT / c / "autograder" / f"s{uid}" for c in _CONTROLLERS]
-    _LIVE[uid] = functools.partial(_tear_down, uid, cgroups, workdir, home)
+    _LIVE[uid] = functools.partial(_tear_down, uid, cgroups, home)
     try:
         home.mkdir(mode=0o711)
-        workdir.mkdir(mode=0o700)
-        subprocess.run(
-            [
-                "mount",
-                "-t",
-                "tmpfs",
-                "-o",
-                f"size={config.scratch_mb}m,mode=0700,uid={uid},gid={uid},nosuid,nodev",
-                "tmpfs",
-                str(workdir),
-            ],
-            check=True,
-        )
-        for folder in (runtime, runtime / "ipython", runtime / "matplotlib"):
+        for folder, size in ((workdir, config.scratch_mb), (runtime, 64)):  # capped: nothing lands on the host's disk
+            folder.mkdir(mode=0o700)
+            _mount_tmpfs(folder, f"size={size}m,mode=0700,uid={uid},gid={uid}")
+        root.mkdir(mode=0o700)
+        for folder in (runtime / "ipython", runtime / "matplotlib"):
             folder.mkdir(mode=0o700)
             os.chown(folder, uid, uid)
         _make_cgroups(cgroups, config)
-        hidden = _hideable(hide, keep=[Path(sys.prefix), Path(sys.executable).resolve(), home, _ENTRY])
         spec = {
             "uid": uid,
             "workdir": str(workdir),
-            "writable": [str(runtime)],
             "cgroups": [str(c / "cgroup.procs") for c in cgroups],
-            "hide": hidden,
-            "scratch": [p for p in _SCRATCH if Path(p).is_dir()],
-            "needed": [str(Path(sys.prefix).resolve())],
-            "kaggle": _kaggle_links(config, workdir),
+            **kernel_view(uid=uid, workdir=workdir, runtime=runtime, root=root, kaggle=_kaggle_links(config, workdir)),
             "scratch_mb": config.scratch_mb,
             "file_bytes": config.scratch_mb * 1024 * 1024,
             "cpu_seconds": int(config.notebook_timeout_s * 2 + 120),
             "processes": config.processes,
-            "env": _kernel_env(workdir, runtime, tmp=Path("/tmp")),
+            "env": _kernel_env(workdir, runtime, tmp=Path("/tmp"), assets=ASSETS_VIEW),
         }
         kernel = [sys.executable, *_KERNEL]
         server = _ForkServer.get()
         argv: list[str]
         if server is not None:  # the same sandbox, entered by a fork of a process with torch imported
-            spec["hide"] = [*hidden, str(server.folder)]
             argv = [sys.executable, "-I", "-S", str(_FORKSERVER), "launch", str(server.socket), json.dumps(spec)]
         else:
             argv = [*_NAMESPACES, sys.executable, str(_ENTRY), json.dumps(spec)]
         argv += ["--", *kernel]
         description = f"uid {uid}, {config.memory_mb} MiB, {config.processes} processes, no network"
-        yield Workspace(workdir, runtime, KernelLaunch(tuple(argv), {}, sandbox=description))
+        launch = KernelLaunch(tuple(argv), {}, sandbox=description)
+        yield Workspace(workdir, runtime, launch, assets=ASSETS_VIEW)
     finally:
-        _tear_down(uid, cgroups, workdir, home)
+        _tear_down(uid, cgroups, home)
         _LIVE.pop(uid, None)
 
 
-def _tear_down(uid: int, cgroups: list[Path], workdir: Path, home: Path) -> None:
+def kernel_view(*, uid: int, workdir: Path, runtime: Path, root: Path, kaggle: dict[str, str]) -> dict[str, Any]:
+    """The sandboxed kernel's whole file system, as lists `sandbox_entry` mounts
+    and nothing else: the system folders and the Python environment read-only,
+    a generated /etc, a minimal /dev (with the GPU's nodes where there is one),
+    the public assets at /assets, the working and runtime folders, private temp
+    folders. No course, no checkout, no class folder, no results."""
+    symlinks, read_only = {}, []
+    for path in _SYSTEM:
+        if os.path.islink(path):  # merged /usr: /bin -> usr/bin
+            symlinks[path] = os.readlink(path)
+        elif os.path.isdir(path):
+            read_only.append(path)
+    read_only += [f"/etc/{name}" for name in _ETC_FROM_HOST if os.path.exists(f"/etc/{name}")]
+    read_only += _python_folders(read_only)
+    devices = [path for path in _DEVICES if os.path.exists(path)]
+    if os.path.exists("/dev/nvidiactl"):  # the GPU's nodes, and the driver's libraries where they are kept apart
+        devices += sorted({path for pattern in _GPU_DEVICES for path in glob.glob(pattern)})
+        libraries = os.environ.get("LD_LIBRARY_PATH", "").split(":")
+        read_only += [p for p in libraries if os.path.isabs(p) and os.path.isdir(p) and not _covered(p, read_only)]
+    public = default_store().public
+    return {
+        "root": str(root),
+        "read_only": read_only,
+        "symlinks": symlinks,
+        "etc": _generated_etc(uid, workdir),
+        "devices": devices,
+        "assets": str(public) if public.is_dir() else "",
+        "writable": [str(workdir), str(runtime)],
+        "scratch": list(_SCRATCH),
+        "kaggle": kaggle,
+    }
+
+
+def _python_folders(already: list[str]) -> list[str]:
+    """The interpreter, its standard library and site-packages: the environment's
+    own folders, never a source folder an editable install points at."""
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages()}
+    folders = []
+    for folder in sorted(os.path.realpath(c) for c in candidates):
+        if os.path.isdir(folder) and not _covered(folder, [*already, *folders]):
+            folders.append(folder)
+    return folders
+
+
+def _covered(path: str, folders: Iterable[str]) -> bool:
+    return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+def _generated_etc(uid: int, workdir: Path) -> dict[str, str]:
+    """What Python and the libraries read from /etc, and nothing of the host's."""
+    return {
+        "passwd": f"root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nstudent:x:{uid}:{uid}:student:{workdir}:/bin/sh\n",
+        "group": f"root:x:0:\nstudent:x:{uid}:\n",
+        "hosts": "127.0.0.1 localhost\n::1 localhost\n",
+        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+        "hostname": "sandbox\n",
+    }
+
+
+def _mount_tmpfs(folder: Path, options: str) -> None:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options},nosuid,nodev", "tmpfs", str(folder)], check=True)
+
+
+def _tear_down(uid: int, cgroups: list[Path], home: Path) -> None:
     """Stop everything of the sandbox's user and remove what the sandbox made
     (done again, it finds nothing left to do)."""
     _kill_all(cgroups, uid)
-    subprocess.run(["umount", "-l", str(workdir)], check=False, capture_output=True)
+    for folder in (home / "work", home / "runtime"):
+        subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
     for cgroup in cgroups:
         with contextlib.suppress(OSError):
             cgroup.rmdir()
@@ -314,11 +375,10 @@ def _tail(stream: IO[bytes] | None) -> str:
 
 def _kaggle_links(config: AssignmentConfig, workdir: Path) -> dict[str, str]:
     """/kaggle/... path (relative) -> what it shows: the Kaggle dataset paths a
-    notebook uses resolve to the public assets, /kaggle/working to its folder."""
+    notebook uses resolve to the public assets at /assets, /kaggle/working to its folder."""
     if not config.kaggle_inputs:
         return {}
-    public = default_store().public
-    links = {f"input/{path.strip('/')}": str(public / folder) for path, folder in config.kaggle_inputs.items()}
+    links = {f"input/{path.strip('/')}": str(ASSETS_VIEW / folder) for path, folder in config.kaggle_inputs.items()}
     return {**links, "working": str(workdir)}
 
 
@@ -332,19 +392,6 @@ def _make_cgroups(cgroups: list[Path], config: AssignmentConfig) -> None:
     if swap.exists():  # no swapping past the limit either
         swap.write_text(limit)
     (pids / "pids.max").write_text(str(config.processes))
-
-
-def _hideable(paths: Iterable[Path], *, keep: list[Path]) -> list[str]:
-    """Folders to cover, minus any that would also hide what the kernel needs."""
-    hidden = []
-    for path in [*map(Path, _ALWAYS_HIDDEN), *paths]:
-        path = path.resolve()
-        if not path.is_dir() or path == Path("/"):
-            continue
-        if any(needed == path or path in needed.parents for needed in (k.resolve() for k in keep)):
-            continue
-        hidden.append(str(path))
-    return sorted(set(hidden))
 
 
 def _members(cgroup: Path) -> list[str]:

@@ -1,7 +1,13 @@
 """The sandbox's last step before the kernel: run as root inside fresh mount,
-network, IPC and PID namespaces (made by `unshare`), it hides what the student
-must not see, applies limits, drops to the submission's own user for good,
-and replaces itself with the kernel.
+network, IPC and PID namespaces (made by `unshare`), it builds the kernel's
+whole file system from the grader's written list (an allow-list: nothing of
+the host that the list does not name), applies limits, drops to the
+submission's own user for good, and replaces itself with the kernel.
+
+The view is a fresh tmpfs root holding read-only binds of the system and the
+Python environment, a generated /etc, a private /proc, a minimal /dev, the
+public assets at /assets, the working and runtime folders, private temp
+folders; then `pivot_root` into it and the host's tree is detached.
 
 This file is run as a script (never imported by the grader) and uses only
 the standard library, so nothing from the grader's package loads here.
@@ -15,48 +21,106 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import platform
 import resource
 import signal
-import subprocess
 import sys
 from typing import Any
 
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_PDEATHSIG = 1
-_MS_RDONLY, _MS_REMOUNT, _MS_BIND = 1, 32, 4096
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
+_MNT_DETACH = 2
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
-def _mount(*arguments: str) -> None:
-    subprocess.run(["mount", *arguments], check=True, stdin=subprocess.DEVNULL)
+def _mount(source: str | None, target: str, kind: str | None, flags: int, data: str | None = None) -> None:
+    """mount(2) itself: the mount(8) command would cost a process each time and
+    would resolve /proc/self/fd paths by name."""
+    encoded = [None if value is None else value.encode() for value in (source, target, kind, data)]
+    if _LIBC.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
+        raise OSError(ctypes.get_errno(), f"cannot mount {source or kind} on {target}")
 
 
-def _bind_read_only(source: str, target: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    for flags, origin in ((_MS_BIND, source.encode()), (_MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)):
-        if libc.mount(origin, target.encode(), None, flags, None) != 0:
-            raise OSError(ctypes.get_errno(), f"cannot bind {source} to {target}")
+def _tmpfs(target: str, options: str, flags: int = _MS_NOSUID | _MS_NODEV) -> None:
+    os.makedirs(target, mode=0o755, exist_ok=True)
+    _mount("tmpfs", target, "tmpfs", flags, options)
 
 
-def _hide(path: str) -> None:
-    """Cover a path with an empty, read-only tmpfs."""
-    if os.path.isdir(path):
-        _mount("-t", "tmpfs", "-o", "ro,size=4k,mode=0755,nosuid,nodev,noexec", "tmpfs", path)
+def _bind(source: str, target: str, *, writable: bool = False, devices: bool = False) -> None:
+    """Bind `source` at `target` (made as a folder or an empty file to match),
+    read-only unless `writable`; never a device node unless `devices`."""
+    if os.path.isdir(source):
+        os.makedirs(target, mode=0o755, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+        if not os.path.lexists(target):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    _mount(source, target, None, _MS_BIND | _MS_REC)
+    flags = _MS_BIND | _MS_REMOUNT | _MS_NOSUID | (0 if devices else _MS_NODEV) | (0 if writable else _MS_RDONLY)
+    _mount(None, target, None, flags)
 
 
-def _kaggle(links: dict[str, str]) -> None:
-    """Kaggle's paths, as links on a private read-only tmpfs at /kaggle."""
-    _mount("-t", "tmpfs", "-o", "size=64k,mode=0755,nosuid,nodev", "tmpfs", "/kaggle")
-    for relative, target in links.items():
-        link = os.path.join("/kaggle", relative)
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(target, link)
-    _mount("-o", "remount,ro", "/kaggle")
+def _build_root(spec: dict[str, Any]) -> None:
+    """The kernel's file system, from the spec's lists alone, at spec["root"]."""
+    root = spec["root"]
+    _tmpfs(root, "size=16m,mode=0755")
+    inside = lambda path: root + path  # noqa: E731  (every path in the spec is absolute)
+    for path in spec["read_only"]:
+        _bind(path, inside(path))
+    for link, target in spec["symlinks"].items():
+        os.symlink(target, inside(link))
+    for name, text in spec["etc"].items():
+        os.makedirs(inside("/etc"), mode=0o755, exist_ok=True)
+        with open(inside(f"/etc/{name}"), "w") as handle:
+            handle.write(text)
+    os.makedirs(inside("/proc"), mode=0o555)
+    _mount("proc", inside("/proc"), "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    _tmpfs(inside("/dev"), "size=64k,mode=0755", _MS_NOSUID | _MS_NOEXEC)
+    for device in spec["devices"]:
+        _bind(device, inside(device), writable=True, devices=True)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, inside(f"/dev/{name}"))
+    if spec["assets"]:
+        _bind(spec["assets"], inside("/assets"))
+    for path in spec["writable"]:
+        _bind(path, inside(path), writable=True)
+    for path in spec["scratch"]:  # private, size-capped, empty
+        _tmpfs(inside(path), f"size={spec['scratch_mb']}m,mode=1777")
+    if spec["kaggle"]:
+        for relative, target in spec["kaggle"].items():
+            link = inside(f"/kaggle/{relative}")
+            os.makedirs(os.path.dirname(link), mode=0o755, exist_ok=True)
+            os.symlink(target, link)
+
+
+def _pivot_into(root: str) -> None:
+    """Make `root` the file system's root and detach the host's tree entirely."""
+    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(f"pivot_root: unknown system call number on {platform.machine()}")
+    os.chdir(root)
+    if _LIBC.syscall(number, b".", b".") != 0:
+        raise OSError(ctypes.get_errno(), "pivot_root failed")
+    if _LIBC.umount2(b".", _MNT_DETACH) != 0:
+        raise OSError(ctypes.get_errno(), "cannot detach the host's root")
+    os.chdir("/")
+    _mount(None, "/", None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
 
 
 def enter(spec: dict[str, Any], connection_file: str, *, mount_proc: bool = False) -> None:
     """Everything but starting the kernel: this process ends as the submission's
-    user, in its working folder, with its mounts and limits. `mount_proc` where
-    no `unshare --mount-proc` did it (this process is PID 1 of a fresh namespace)."""
+    user, in its working folder, inside the view the spec lists, with its limits.
+    It must be PID 1 of a fresh PID namespace (its /proc shows that namespace);
+    `mount_proc` is kept for callers of the earlier interface and changes nothing."""
+    del mount_proc
     uid, gid = spec["uid"], spec["uid"]
 
     for procs in spec["cgroups"]:  # every process the kernel starts stays in these groups
@@ -65,33 +129,9 @@ def enter(spec: dict[str, Any], connection_file: str, *, mount_proc: bool = Fals
 
     os.chown(connection_file, uid, gid)
 
-    _mount("--make-rprivate", "/")
-    if mount_proc:  # this PID namespace's processes only
-        _mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", "/proc")
-    for path in spec["writable"]:  # a mount of its own stays writable below
-        _mount("--bind", path, path)
-    if spec["kaggle"]:  # an empty folder on the host, once: the mount point for /kaggle
-        os.makedirs("/kaggle", mode=0o755, exist_ok=True)
-    _mount("-o", "remount,bind,ro", "/")  # the root file system becomes read-only
-    for path in spec["hide"]:
-        _hide(path)
-    if spec["kaggle"]:
-        _kaggle(spec["kaggle"])
-    # What the kernel needs but a private scratch folder would cover (a checkout
-    # under /tmp, say) is held open now and bound back, read-only, afterwards.
-    held = {
-        path: os.open(path, os.O_PATH | os.O_DIRECTORY)
-        for path in spec["needed"]
-        if any(path == scratch or path.startswith(scratch.rstrip("/") + "/") for scratch in spec["scratch"])
-    }
-    for path in spec["scratch"]:  # private, size-capped, empty
-        _mount("-t", "tmpfs", "-o", f"size={spec['scratch_mb']}m,mode=1777,nosuid,nodev", "tmpfs", path)
-    for path, folder in held.items():
-        os.makedirs(path, exist_ok=True)
-        # the mount(8) command would resolve /proc/self/fd/N to the (now covered)
-        # path name; the system call binds the very folder the handle holds
-        _bind_read_only(f"/proc/self/fd/{folder}", path)
-        os.close(folder)
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing below propagates back to the host
+    _build_root(spec)
+    _pivot_into(spec["root"])
 
     limits = {
         resource.RLIMIT_CPU: (spec["cpu_seconds"], spec["cpu_seconds"] + 5),
@@ -106,13 +146,12 @@ def enter(spec: dict[str, Any], connection_file: str, *, mount_proc: bool = Fals
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
     # The uid change cleared the parent-death signal (`unshare --kill-child`,
     # the fork server's holder): set it again, so that the kernel, PID 1 of
     # its namespace and so everything it started, dies with its parent.
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     os.chdir(spec["workdir"])
 
