@@ -40,7 +40,8 @@ from autograder.config import AssignmentConfig
 _ENTRY = Path(__file__).with_name("sandbox_entry.py")
 _FORKSERVER = Path(__file__).with_name("forkserver.py")
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
-_CONTROLLERS = ("memory", "pids")
+_CONTROLLERS = ("memory", "pids")  # required
+_CPU = "cpu"  # where the host has it: each submission's share of the cores (cpu.shares), not the processes' count
 _SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 # The kernel's file system is built from these lists alone (SECURITY.md, "The
 # kernel's view"): nothing of the host that they do not name is there.
@@ -173,7 +174,8 @@ def _sandboxed(config: AssignmentConfig) -> Iterator[Workspace]:
     base.chmod(0o711)
     home = base / f"s{uid}"
     workdir, runtime, root = home / "work", home / "runtime", home / "root"
-    cgroups = [_CGROUP_ROOT / c / "autograder" / f"s{uid}" for c in _CONTROLLERS]
+    controllers = [*_CONTROLLERS, *([_CPU] if (_CGROUP_ROOT / _CPU / "cpu.shares").exists() else [])]
+    cgroups = [_CGROUP_ROOT / c / "autograder" / f"s{uid}" for c in controllers]
     _LIVE[uid] = functools.partial(_tear_down, uid, cgroups, home)
     try:
         home.mkdir(mode=0o711)
@@ -383,10 +385,15 @@ def _kaggle_links(config: AssignmentConfig, workdir: Path) -> dict[str, str]:
 
 
 def _make_cgroups(cgroups: list[Path], config: AssignmentConfig) -> None:
-    memory, pids = cgroups
+    """Limits per submission: memory (and swap), processes, and where there is a
+    cpu controller an equal share of the cores, so 150 spinning processes in
+    one sandbox weigh as much as one honest kernel in another."""
+    memory, pids, *cpu = cgroups
     limit = str(config.memory_mb * 1024 * 1024)
     for cgroup in cgroups:
         cgroup.mkdir(parents=True)
+    for group in cpu:
+        (group / "cpu.shares").write_text("1024")
     (memory / "memory.limit_in_bytes").write_text(limit)
     swap = memory / "memory.memsw.limit_in_bytes"
     if swap.exists():  # no swapping past the limit either

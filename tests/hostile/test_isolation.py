@@ -1,0 +1,206 @@
+"""The sandbox's view, checked from inside: the kernel sees exactly the written
+list of SECURITY.md ("The kernel's view") and nothing of the host beside it;
+its share of the cores holds beside a submission of spinning processes; and
+the machine's own layout (a course and assets under /tmp) never costs a student.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.config import AssignmentConfig
+from autograder.course import Course
+from autograder.execution import executed_notebook
+from autograder.grading import grade_notebook
+from autograder.sandbox import open_workspace, sandbox_available
+from tests.conftest import ROOT, TENSORS, write_notebook
+
+pytestmark = [
+    pytest.mark.sandbox,
+    pytest.mark.slow,
+    pytest.mark.skipif(not sandbox_available(), reason="the sandbox needs root on Linux with cgroup v1"),
+]
+
+SENTINEL = f"VIEW-SENTINEL-{secrets.token_hex(8)}"
+
+# SECURITY.md's list, written here again on purpose: the test must not read it from the code it checks.
+SYSTEM_MOUNTS = {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}
+ETC_MOUNTS = {
+    f"/etc/{n}" for n in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "mime.types")
+}
+DEVICE_MOUNTS = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
+PRIVATE_MOUNTS = {"/", "/proc", "/dev", "/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/assets"}
+TOP_LEVEL = {
+    "assets",
+    "bin",
+    "dev",
+    "etc",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "proc",
+    "run",
+    "sbin",
+    "tmp",
+    "usr",
+    "var",
+}
+
+LOOK_AROUND = r"""
+import json, os
+mounts = [line.split()[4] for line in open('/proc/self/mountinfo')]
+skip = {'/usr', '/proc', '/dev', '/sys', '/etc', '/bin', '/sbin', '/lib', '/lib64', '/lib32', '/libx32', PREFIX}
+found, walked = [], 0
+for folder, subfolders, files in os.walk('/'):
+    subfolders[:] = [d for d in subfolders if os.path.join(folder, d) not in skip]
+    for name in files:
+        walked += 1
+        try:
+            with open(os.path.join(folder, name), 'rb') as handle:
+                if SENTINEL.encode() in handle.read(1_000_000):
+                    found.append(os.path.join(folder, name))
+        except OSError:
+            pass
+view = json.dumps({'mounts': mounts, 'top': sorted(os.listdir('/')), 'found': found, 'walked': walked,
+                   'etc': sorted(os.listdir('/etc')), 'cwd': os.getcwd()})
+"""
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    """Sentinels where a careless sandbox would show them: a class folder outside
+    /tmp, a course's git history, a results folder, the checkout."""
+    srv = Path(f"/srv/autograder-view-{secrets.token_hex(4)}")
+    places = [srv / "class" / "carol" / "02_tensors.ipynb", srv / "results" / "carol.json"]
+    course = tmp_path_factory.mktemp("course")
+    for path in places:
+        path.parent.mkdir(parents=True)
+        path.write_text(SENTINEL)
+    (course / "solutions").mkdir()
+    (course / "solutions" / "answer.txt").write_text(SENTINEL)
+    subprocess.run(["git", "init", "-q", str(course)], check=True)
+    subprocess.run(["git", "-C", str(course), "add", "."], check=True)
+    git = ["git", "-C", str(course), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "s"]
+    subprocess.run(git, check=True)
+    (course / "solutions" / "answer.txt").unlink()  # only the git history holds it now
+    in_checkout = ROOT / f".view-sentinel-{secrets.token_hex(4)}"
+    in_checkout.write_text(SENTINEL)
+    yield [*places, course / ".git", in_checkout]
+    shutil.rmtree(srv, ignore_errors=True)
+    in_checkout.unlink()
+
+
+def look_around() -> tuple[dict[str, object], str]:
+    notebook = nbformat.v4.new_notebook()
+    code = LOOK_AROUND.replace("PREFIX", repr(os.path.realpath(sys.prefix))).replace("SENTINEL", repr(SENTINEL))
+    notebook.cells = [nbformat.v4.new_code_cell(code)]
+    config = AssignmentConfig(cell_timeout_s=120)
+    with open_workspace(config) as workspace, executed_notebook(notebook, workspace=workspace, config=config) as run:
+        report, student = run
+        assert not report.cell_errors, report.cell_errors
+        return json.loads(student.fetch("view")), str(workspace.workdir)
+
+
+def test_the_kernel_sees_only_the_written_list(planted: list[Path]) -> None:
+    view, workdir = look_around()
+    environment = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)} - {"/usr", "/usr/local"}
+    allowed = SYSTEM_MOUNTS | ETC_MOUNTS | DEVICE_MOUNTS | PRIVATE_MOUNTS | environment
+    allowed |= {workdir, str(Path(workdir).parent / "runtime")}
+    unexpected = [m for m in view["mounts"] if m not in allowed and not m.startswith("/dev/nvidia")]  # type: ignore[attr-defined]
+    assert not unexpected, f"mounts beyond the written list: {unexpected}"
+    environment_tops = {Path(p).parts[1] for p in environment}
+    assert set(view["top"]) <= TOP_LEVEL | environment_tops, view["top"]  # type: ignore[arg-type]
+    assert set(view["etc"]) <= {"passwd", "group", "hosts", "nsswitch.conf", "hostname"} | {
+        Path(m).name for m in ETC_MOUNTS
+    }, view["etc"]  # type: ignore[arg-type]
+    assert view["found"] == [], f"sentinels the kernel could read: {view['found']}"
+    assert view["walked"] > 0 and view["cwd"] == workdir
+
+
+def test_a_reference_grades_with_course_and_assets_under_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The public assets are shown at /assets whatever their host path: a private
+    /tmp in the sandbox must not cover a course or assets that live under /tmp."""
+    name = "04_cnn_inference"
+    course = tmp_path / "course"
+    for part in ("assignments", "solutions"):
+        shutil.copytree(ROOT / part / name, course / part / name)
+    assets = tmp_path / "assets"
+    shutil.copytree(ROOT / ".assets", assets, symlinks=True)
+    monkeypatch.setenv("AUTOGRADER_ASSETS", str(assets))
+    result = grade_notebook(course / "solutions" / name / f"{name}.ipynb", course=Course(course), assignment_name=name)
+    assert result.status == "graded", result.reason
+    assert result.score == result.max_score, [c for c in result.checks if c.status != "passed"]
+
+
+SPINNERS = """
+import subprocess, sys
+spinners = [subprocess.Popen([sys.executable, '-c', 'while True: pass'], start_new_session=True) for _ in range(150)]
+"""
+MEASURE = """
+import resource, time
+start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
+while time.monotonic() - start < 4:
+    pass
+share = (resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu) / (time.monotonic() - start)
+"""
+
+
+def test_an_honest_kernel_keeps_its_share_of_the_cores_beside_150_spinners(tmp_path: Path) -> None:
+    hostile = write_notebook(tmp_path / "spin.ipynb", SPINNERS, "import time\ntime.sleep(600)")
+    # another grader process, so that the spinners are another submission's, in its own cgroups
+    spinning = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(hostile),
+            "-a",
+            TENSORS,
+            "--cell-timeout",
+            "600",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and _sandboxed_pythons() < 150:
+            time.sleep(0.5)
+        assert _sandboxed_pythons() >= 150, "the spinners did not start"
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [nbformat.v4.new_code_cell(MEASURE)]
+        settings = AssignmentConfig(cell_timeout_s=60)
+        with (
+            open_workspace(settings) as workspace,
+            executed_notebook(notebook, workspace=workspace, config=settings) as run,
+        ):
+            share = run[1].fetch("share")
+            assert _sandboxed_pythons() >= 150, "the spinners ended before the measurement did"
+    finally:
+        spinning.terminate()  # the grader tidies its sandbox up on SIGTERM
+        try:
+            spinning.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spinning.kill()
+            spinning.wait()
+    assert share >= 0.4, f"the honest kernel got {share:.0%} of a core beside 150 spinners"
+
+
+def _sandboxed_pythons() -> int:
+    lines = subprocess.run(["ps", "-eo", "uid=,args="], capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in lines.splitlines() if int(line.split()[0]) >= 200_000 and "while True" in line)
