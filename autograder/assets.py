@@ -15,9 +15,12 @@ holds two parts::
     hidden/                          the grader's alone (never mounted)
       fashion-mnist/FashionMNIST/raw/   the rest of the test split
       intel-image-classification/holdout/<class>/*.jpg
+      stand-in-secret                stand-ins only: what the hidden part is drawn from
 
 `fetch` downloads the real files (where a network exists, e.g. the Docker
-build); `autograder.standins` generates small look-alikes for tests.
+build); `autograder.standins` generates small look-alikes for tests, the
+hidden part from a secret made in `hidden/`, so the shipped code cannot
+regenerate it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Grading many submissions: a pool of worker processes, results written
+"""Grading many submissions: a pool of worker processes (a worker that dies
+costs only the submission it held, retried once: `pool.py`), results written
 atomically as each finishes, and a resumable results folder.
 
 Each result is stored as `results/<label>.<key>.json`, where `key` hashes the
@@ -13,26 +14,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import multiprocessing
 import os
 import signal
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.assets import default_store
 from autograder.course import Course
 from autograder.environment import grader_version
-from autograder.errors import AutograderError
+from autograder.errors import AutograderError, UsageError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
+from autograder.pool import WorkerFailure, run_jobs
 from autograder.results import SubmissionResult
 from autograder.sandbox import share_cores, start_forkserver, tear_down_live_sandboxes, usable_cores
+from autograder.selection import refused as refused_result
+from autograder.staging import read_regular
 from autograder.submissions import Entry
 
 _CLEANUP_GRACE_S = 20.0
@@ -79,6 +82,7 @@ def grade_batch(
     for a `LocalCluster` of `workers` processes, or a scheduler address.
     """
     options = options or GradingOptions()
+    _require_distinct_labels(entries)
     store = out / "results"
     store.mkdir(parents=True, exist_ok=True)
     keys = {entry: cache_key(entry, course, assignment_name, options) for entry in entries}
@@ -87,7 +91,11 @@ def grade_batch(
     for entry in entries:
         stored = _stored(store, entry, keys[entry])
         if stored is not None and not force:
-            items.append(BatchItem(entry, stored, cached=True))
+            items.append(BatchItem(entry, _as_chosen(stored, entry), cached=True))
+        elif entry.refusal:  # nothing to run: refused before grading
+            refused = refused_result(entry.path, entry.refusal, student=entry.name or entry.student)
+            _write_atomically(store / f"{entry.label}.{keys[entry]}.json", refused.to_json())
+            items.append(BatchItem(entry, refused, cached=False))
         else:
             todo.append(entry)
     if on_start is not None:
@@ -102,7 +110,7 @@ def grade_batch(
                 str(entry.path),
                 entry,
                 str(course.root),
-                assignment_name,
+                entry.assignment or assignment_name,
                 options,
                 str(store / f"{entry.label}.{keys[entry]}.json"),
             ),
@@ -111,7 +119,7 @@ def grade_batch(
     ]
     run = _run_on_dask(jobs, scheduler, workers) if scheduler else _run_locally(jobs, workers)
     for entry, outcome in run:
-        result = _finished(outcome, entry, assignment_name)
+        result = _finished(outcome, entry, entry.assignment or assignment_name)
         if scheduler:  # dask workers may not share this file system: keep a copy here too
             _write_atomically(store / f"{entry.label}.{keys[entry]}.json", result.to_json())
         item = BatchItem(entry, result, cached=False)
@@ -127,20 +135,10 @@ _Outcome = Callable[[], str]  # returns the result's JSON, or raises what the wo
 
 
 def _run_locally(jobs: list[_Job], workers: int) -> Iterator[tuple[Entry, _Outcome]]:
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or kernels
-    with ProcessPoolExecutor(
-        max_workers=max(1, min(workers, len(jobs) or 1)),
-        mp_context=context,
-        initializer=_follow_parent,
-        initargs=(os.getpid(), min(workers, len(jobs) or 1)),
-    ) as pool:
-        futures: dict[Future[str], Entry] = {pool.submit(_grade_one, *arguments): entry for entry, arguments in jobs}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    """On this machine's cores; a worker that dies (out of memory, a crash) costs
+    only the submission it was grading, which is retried once (`pool.run_jobs`)."""
+    workers = max(1, min(workers, len(jobs) or 1))
+    return run_jobs(_grade_one, jobs, workers=workers, initializer=_follow_parent, initargs=(os.getpid(), workers))
 
 
 def _run_on_dask(jobs: list[_Job], scheduler: str, workers: int) -> Iterator[tuple[Entry, _Outcome]]:
@@ -168,10 +166,12 @@ def _run_on_dask(jobs: list[_Job], scheduler: str, workers: int) -> Iterator[tup
 
 def cache_key(entry: Entry, course: Course, assignment_name: str | None, options: GradingOptions) -> str:
     digest = hashlib.sha256()
-    with contextlib.suppress(OSError):
-        digest.update(entry.path.read_bytes())
-    name = assignment_name
-    if name is None:
+    if not entry.refusal:  # a refused file is never read, not even for its key
+        with contextlib.suppress(OSError, AutograderError):
+            digest.update(read_regular(entry.path))  # staging's rule: a staged copy, at most the cap
+    digest.update(entry.refusal.encode())
+    name = entry.assignment or assignment_name
+    if name is None and not entry.refusal:
         with contextlib.suppress(AutograderError):
             name = course.recognise(read_submission(entry.path))[0].name
     if name is not None:
@@ -182,6 +182,22 @@ def cache_key(entry: Entry, course: Course, assignment_name: str | None, options
             digest.update(repr(assignment.config).encode())
     digest.update(f"{name}|{options}|{default_store().set_id}|{grader_version()}".encode())
     return digest.hexdigest()[:16]
+
+
+def _require_distinct_labels(entries: Sequence[Entry]) -> None:
+    """Two entries sharing a label would share a result file: never grade so."""
+    labels: dict[str, Entry] = {}
+    for entry in entries:
+        other = labels.setdefault(entry.label, entry)
+        if other != entry:
+            raise UsageError(f"{other.path} and {entry.path} would share the label {entry.label}: rename one")
+
+
+def _as_chosen(result: SubmissionResult, entry: Entry) -> SubmissionResult:
+    """A stored result says how its assignment was told on this run, not the first."""
+    if not entry.chosen_by or result.assignment_chosen_by == entry.chosen_by:
+        return result
+    return dataclasses.replace(result, assignment_chosen_by=entry.chosen_by)
 
 
 def _stored(store: Path, entry: Entry, key: str) -> SubmissionResult | None:
@@ -222,10 +238,16 @@ def _grade_one(
     """Runs in a worker process; writes the result itself, so it survives the parent."""
     if _PARENT_GONE.is_set():  # a job already queued when the grader died: no new sandbox for it
         raise SystemExit(143)
+    told: list[str] = []
     result = grade_notebook(
-        Path(path), course=Course(Path(course_root)), assignment_name=assignment_name, options=options
+        Path(path),
+        course=Course(Path(course_root)),
+        assignment_name=assignment_name,
+        options=options,
+        on_assignment=lambda _path, _name, how: told.append(how),
     )
-    result = dataclasses.replace(result, student=entry.name or entry.student)
+    chosen_by = entry.chosen_by or (told[0] if told else "")
+    result = dataclasses.replace(result, student=entry.name or entry.student, assignment_chosen_by=chosen_by)
     text = result.to_json()
     if _PARENT_GONE.is_set():  # its kernel was killed under it: not a grade, the next run grades it
         raise SystemExit(143)
@@ -237,13 +259,19 @@ def _finished(outcome: _Outcome, entry: Entry, assignment_name: str | None) -> S
     try:
         return SubmissionResult.from_json(outcome())
     except Exception as error:  # a worker crash must not stop the batch: it becomes this entry's result
+        if isinstance(error, WorkerFailure):
+            reason, where = str(error), error.grader_traceback
+        else:
+            reason, where = f"the grading worker failed: {type(error).__name__}: {error}", traceback.format_exc()
         return SubmissionResult(
             submission=str(entry.path),
             assignment=assignment_name,
             status="error",
-            reason=f"the grading worker failed: {type(error).__name__}: {error}",
+            reason=reason,
+            grader_traceback=where,
             student=entry.name or entry.student,
             grader_version=grader_version(),
+            assignment_chosen_by=entry.chosen_by,
         )
 
 

@@ -9,30 +9,64 @@ import base64
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import jinja2
 
 from autograder.batch import BatchItem, count_statuses
 from autograder.results import SubmissionResult
+from autograder.safe_text import csv_cell, markdown_code, markdown_text, plain_text
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("autograder", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
+
+class _MarkdownMarkup(str):
+    """Markdown a filter already made safe (a code span): the template does not escape it again."""
+
+
+def _html_value(value: Any) -> Any:
+    """Every `{{ }}` of an HTML template: control characters made visible, then
+    autoescaped. Even a `Markup` value is escaped again: no template can let text through."""
+    return value if isinstance(value, int | float) else plain_text(str(value))
+
+
+def _markdown_value(value: Any) -> Any:
+    """Every `{{ }}` of a Markdown template: escaped unless a filter (`code`) made it."""
+    if isinstance(value, _MarkdownMarkup | int | float):
+        return value
+    return markdown_text(str(value))
+
+
+def _environment(kind: str) -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("autograder", "templates"),
+        autoescape=kind == "html",  # every template of this environment is `*.html.j2`
+        finalize=_html_value if kind == "html" else _markdown_value,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    if kind == "md":
+        environment.filters["code"] = lambda text: _MarkdownMarkup(markdown_code(str(text)))
+    return environment
+
+
+_TEMPLATES = {"html": _environment("html"), "md": _environment("md")}
 
 
 def write_batch_reports(
-    items: Sequence[BatchItem], out: Path, *, title: str, titles: Mapping[str, str] | None = None
-) -> None:
+    items: Sequence[BatchItem],
+    out: Path,
+    *,
+    title: str,
+    titles: Mapping[str, str] | None = None,
+    canvas_ids: Mapping[str, int] | None = None,
+) -> list[str]:
     """Everything under `out`, rewritten from all results (cached ones included).
-    `title` names the batch; `titles` (assignment -> title) each notebook's feedback."""
+    `title` names the batch; `titles` (assignment -> title) each notebook's feedback
+    and Canvas column, `canvas_ids` (assignment -> Canvas's id) the Canvas columns.
+    Returns the students the Canvas file has no id for (see `write_canvas_gradebook`)."""
     write_gradebook(items, out / "gradebook.csv")
-    write_canvas_gradebook(items, out / "gradebook-canvas.csv", title=title)
+    unmatched = write_canvas_gradebook(items, out / "gradebook-canvas.csv", titles=titles, canvas_ids=canvas_ids)
     write_summary_page(items, out / "summary.html", title=title)
     for item in items:
         student = item.entry.name or item.entry.student
@@ -45,14 +79,22 @@ def write_batch_reports(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(base64.b64decode(curve["png"]))
         own = (titles or {}).get(item.result.assignment or "", title)
-        context = {"result": item.result, "student": student, "title": own, "curves": curves}
+        context = {
+            "result": item.result,
+            "student": student,
+            "title": own,
+            "curves": curves,
+            "duplicates": item.entry.duplicates,  # the student's other notebooks of it: not counted
+        }
         for kind in ("md", "html"):
             target = out / "feedback" / f"{item.entry.label}.{kind}"
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(_TEMPLATES.get_template(f"feedback.{kind}.j2").render(context), encoding="utf-8")
+            page = _TEMPLATES[kind].get_template(f"feedback.{kind}.j2").render(context)
+            target.write_text(page, encoding="utf-8")
         target = out / "gradescope" / item.entry.label / "results.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(gradescope_results(item.result), indent=2), encoding="utf-8")
+    return unmatched
 
 
 def write_summary_page(items: Sequence[BatchItem], target: Path, *, title: str) -> None:
@@ -85,7 +127,7 @@ def write_summary_page(items: Sequence[BatchItem], target: Path, *, title: str) 
             for i in timed
         ],
     }
-    target.write_text(_TEMPLATES.get_template("summary.html.j2").render(context), encoding="utf-8")
+    target.write_text(_TEMPLATES["html"].get_template("summary.html.j2").render(context), encoding="utf-8")
 
 
 def _several_maxima(results: Sequence[SubmissionResult]) -> bool:
@@ -182,7 +224,7 @@ def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:
 
     columns = list(dict.fromkeys(column(i.result, q.question) for i in items for q in i.result.questions))
     with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = _SpreadsheetSafeWriter(handle)
         writer.writerow(
             [
                 "student",
@@ -190,6 +232,8 @@ def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:
                 "lms_id",
                 "notebooks",
                 "assignments",
+                "chosen_by",
+                "duplicates",
                 *columns,
                 "score",
                 "max_score",
@@ -214,7 +258,9 @@ def write_gradebook(items: Sequence[BatchItem], target: Path) -> None:
                     mine[0].entry.name,
                     mine[0].entry.lms_id,
                     "; ".join(item.entry.path.name for item in mine),
-                    "; ".join(dict.fromkeys(r.assignment or "" for r in results)),
+                    "; ".join(dict.fromkeys(r.assignment for r in results if r.assignment)),
+                    "; ".join(f"{r.assignment}: {r.assignment_chosen_by}" for r in results if r.assignment),
+                    "; ".join(f"duplicate: {path}" for item in mine for path in item.entry.duplicates),
                     *(f"{scores[c]:g}" if c in scores else "" for c in columns),
                     f"{sum(r.score for r in results):g}",
                     f"{sum(r.max_score for r in results):g}",
@@ -234,15 +280,73 @@ def _environment_note(result: SubmissionResult) -> str:
     return f"{', '.join(questions)} not gradable on this machine (it has no GPU): regrade on a GPU"
 
 
-def write_canvas_gradebook(items: Sequence[BatchItem], target: Path, *, title: str) -> None:
-    """Canvas's gradebook import layout: Student, ID, SIS User ID, Section, then the assignment column."""
+CANVAS_IDENTITY_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+
+
+def write_canvas_gradebook(
+    items: Sequence[BatchItem],
+    target: Path,
+    *,
+    titles: Mapping[str, str] | None = None,
+    canvas_ids: Mapping[str, int] | None = None,
+) -> list[str]:
+    """The layout Canvas's gradebook importer reads: the identity columns, then
+    one column per assignment, `Title (canvas id)` where the assignment has a
+    `canvas_id` (Canvas then matches the id), else its exact title (Canvas
+    matches the title, or makes a new assignment); a second row `Points
+    Possible` with the identity cells empty; then a row per student, matched on
+    ID (Canvas's user id), else SIS User ID, else SIS Login ID, else the name.
+    Returns the students with none of those ids: Canvas can match only their name."""
+    titles, canvas_ids = titles or {}, canvas_ids or {}
+    assignments = sorted({item.result.assignment for item in items if item.result.assignment})
+
+    def header(assignment: str) -> str:
+        title = titles.get(assignment) or assignment
+        return f"{title} ({canvas_ids[assignment]})" if canvas_ids.get(assignment) else title
+
+    possible = {
+        name: max(
+            (i.result.max_score for i in items if i.result.assignment == name and i.result.status == "graded"),
+            default=None,
+        )
+        for name in assignments
+    }
+    unmatched = []
     with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Student", "ID", "SIS User ID", "Section", title])
+        writer = _SpreadsheetSafeWriter(handle)
+        writer.writerow([*CANVAS_IDENTITY_COLUMNS, *(header(name) for name in assignments)])
+        writer.writerow(
+            [
+                "Points Possible",
+                "",
+                "",
+                "",
+                "",
+                *("" if possible[n] is None else f"{possible[n]:g}" for n in assignments),
+            ]
+        )
         for student, mine in _by_student(items).items():
-            graded = [item.result for item in mine if item.result.status == "graded"]
-            score = f"{sum(r.score + r.bonus for r in graded):g}" if graded else ""
-            writer.writerow([mine[0].entry.name or student, mine[0].entry.lms_id, "", "", score])
+            entry = mine[0].entry
+            scores: dict[str, str] = {}
+            for item in mine:  # one counted notebook per assignment (selection): never summed
+                if item.result.status == "graded" and item.result.assignment:
+                    scores.setdefault(item.result.assignment, f"{item.result.score + item.result.bonus:g}")
+            ids = (entry.lms_id, entry.sis_user_id, entry.sis_login_id)
+            if not any(ids):
+                unmatched.append(entry.name or student)
+            writer.writerow([entry.name or student, *ids, entry.section, *(scores.get(n, "") for n in assignments)])
+    return unmatched
+
+
+class _SpreadsheetSafeWriter:
+    """`csv.writer` whose every cell goes through `csv_cell`: names, reasons and
+    file names cannot become formulas; numbers (scores, ids) are written as they are."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self._writer = csv.writer(handle)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow([csv_cell(str(cell)) for cell in row])
 
 
 def _by_student(items: Sequence[BatchItem]) -> dict[str, list[BatchItem]]:
@@ -253,18 +357,28 @@ def _by_student(items: Sequence[BatchItem]) -> dict[str, list[BatchItem]]:
 
 
 def gradescope_results(result: SubmissionResult) -> dict[str, Any]:
-    """Gradescope's autograder `results.json`; hidden checks show after grades are published."""
+    """Gradescope's autograder `results.json`; hidden checks show after grades are published.
+    Every name and output is plain text (`"text"`, never Markdown, HTML or ANSI) with
+    control characters made visible: a message cannot format, script or draw anything."""
     tests = [
         {
-            "name": f"{check.question}: {check.name}",
+            "name": plain_text(f"{check.question}: {check.name}", one_line=True),
+            "name_format": "text",
             "score": check.score,
             "max_score": check.max_score,
-            "output": check.message,
+            "output": plain_text(check.message),
+            "output_format": "text",
             "visibility": "visible" if check.visibility == "public" else "after_published",
         }
         for check in result.checks
     ]
-    payload: dict[str, Any] = {"score": result.score + result.bonus, "tests": tests}
+    payload: dict[str, Any] = {
+        "score": result.score + result.bonus,
+        "output_format": "text",
+        "test_output_format": "text",
+        "test_name_format": "text",
+        "tests": tests,
+    }
     if result.status != "graded":
-        payload["output"] = f"{result.status}: {result.reason}"
+        payload["output"] = plain_text(f"{result.status}: {result.reason}")
     return payload

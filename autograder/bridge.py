@@ -5,20 +5,35 @@ source of `autograder.wire` into the kernel together with the request; the
 reply is a JSON text published as display data, decoded here without running
 anything the student made. Each call has a timeout and a size bound, and a
 kernel that stops answering is interrupted, then given up on.
+
+The request travels as a user expression, not as cell code: IPython keeps a
+cell's code where tracebacks show it, and a traceback the student's code
+formats would then carry the check's probe. Whatever the kernel says back
+(an exception's message, a name) has the request's code cut out of it.
+
+Every message from the kernel may be forged by the student's code, so the
+grader's end of the protocol (`KernelSession`) bounds each message part
+before parsing it and turns a malformed message into a harmless
+`autograder_dropped` one; the bridge listens on the kernel's output only
+while it waits for an answer, so output it does not read never piles up in
+the grader's memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
+import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.session import Session
 
 from autograder import wire
 from autograder.errors import (
@@ -31,6 +46,87 @@ from autograder.errors import (
 
 _WIRE_SOURCE = Path(wire.__file__).read_text(encoding="utf-8")
 _RECOVERY_S = 5.0
+DROPPED = "autograder_dropped"  # the type given to a message from the kernel that could not be read
+_REDACTED = "[the check's code]"
+_DRAIN_MAX = 10_000  # messages read and dropped at most before a request, if the kernel floods
+
+
+def message_limit(max_bytes: int) -> int:
+    """The largest message part the bridge accepts: a reply of `max_bytes` of
+    tensors, escaped twice (once in the reply, once in the message)."""
+    return 2 * wire.text_limit(max_bytes) + (8 << 20)
+
+
+def limit_messages(context: zmq.Context[Any], max_part_bytes: int) -> None:
+    """Make every socket later opened from `context` drop a connection that
+    sends a message part larger than `max_part_bytes`, before it is read into
+    memory. zmq applies the option when a socket connects, so this must come
+    before the client's channels start."""
+    context.setsockopt(zmq.MAXMSGSIZE, max_part_bytes)
+
+
+class KernelSession(Session):
+    """The grader's end of the Jupyter message protocol, for a kernel whose
+    messages the student can forge (the signing key is in the kernel's memory).
+
+    Each part is refused before it is parsed when its lists and objects would
+    cost far more memory than its bytes, and a message that cannot be read
+    (bad JSON, a replayed signature, fields of the wrong type) becomes a
+    `DROPPED` message with the reason, never an exception in the grader."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.unpack = _load_part
+
+    def deserialize(self, msg_list: Any, content: bool = True, copy: bool = True) -> dict[str, Any]:
+        try:
+            message = super().deserialize(msg_list, content=content, copy=copy)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, wire.ValueTooLarge) as error:
+            return _dropped(f"{type(error).__name__}: {str(error)[:200]}", _parent_of(msg_list))
+        parts = ("header", "parent_header", "metadata", *(("content",) if content else ()))
+        if type(message.get("msg_type")) is not str or any(type(message.get(part)) is not dict for part in parts):
+            return _dropped("a message whose fields have the wrong types", _parent_of(msg_list))
+        return message
+
+
+def _load_part(data: Any) -> Any:
+    return wire.load_json(bytes(data).decode("utf-8", "replace"))
+
+
+def _parent_of(msg_list: Any) -> dict[str, Any]:
+    """The parent header of a message that could not be read, when that part can
+    be: the drop is then recorded with the request it answered."""
+    try:
+        part = msg_list[2]
+        parent = _load_part(part if isinstance(part, bytes) else part.bytes)
+    except (ValueError, TypeError, IndexError, AttributeError, wire.ValueTooLarge):
+        return {}
+    return parent if type(parent) is dict and type(parent.get("msg_id")) is str else {}
+
+
+def _dropped(reason: str, parent: dict[str, Any]) -> dict[str, Any]:
+    header = {"msg_id": "", "msg_type": DROPPED}
+    return {
+        "header": header,
+        "msg_id": "",
+        "msg_type": DROPPED,
+        "parent_header": parent,
+        "metadata": {},
+        "content": {"reason": reason},
+        "buffers": [],
+    }
+
+
+def redact(text: str, request: Mapping[str, Any]) -> str:
+    """`text` (from the kernel) with every piece of the request's code cut out:
+    the probe's source, each of its lines, and the request's JSON."""
+    pieces: list[str] = [json.dumps(request), str(request.get("args", ""))]
+    code = str(request.get("code", ""))
+    for piece in [code, *(line.strip() for line in code.splitlines())] if code else []:
+        pieces += [piece, json.dumps(piece)[1:-1]]  # as written, and as escaped inside the request's JSON
+    for piece in sorted({p for p in pieces if len(p) >= 6}, key=len, reverse=True):
+        text = text.replace(piece, _REDACTED)
+    return text
 
 
 @dataclass(frozen=True)
@@ -106,10 +202,17 @@ class Student:
         self._interrupt = interrupt
         self._kill = kill
         self.unavailable = unavailable
-        self._client = BlockingKernelClient()
+        self._deadline: float | None = None  # the checks phase's budget, as a time.monotonic() instant
+        self._budget = ""
+        self._client = BlockingKernelClient(session=KernelSession())
         self._client.load_connection_info(dict(connection_info))  # type: ignore[arg-type]
+        limit_messages(self._client.context, message_limit(max_bytes))
         self._client.start_channels()
-        self._await_subscription()
+        self._output = self._client.iopub_channel.socket
+        self._output.setsockopt(zmq.UNSUBSCRIBE, b"")  # subscribed on connecting; listen only when waiting
+        with self._listening(30.0) as listening:
+            if not listening:
+                self.unavailable = "the kernel never answered on its output channel"
 
     def fetch(self, name: str, *, module_state: bool = True) -> Any:
         """The value the notebook bound to `name`, as data."""
@@ -131,10 +234,25 @@ class Student:
             return False
         return True
 
+    @contextlib.contextmanager
+    def budget(self, seconds: float, name: str) -> Iterator[None]:
+        """Within this block every call waits at most until `seconds` from now
+        are spent, whatever is left of its own timeout; past that, calls fail
+        at once with a message naming the budget `name`."""
+        self._deadline, self._budget = time.monotonic() + seconds, f"the {seconds:g} s budget for checks ({name})"
+        try:
+            yield
+        finally:
+            self._deadline, self._budget = None, ""
+
     def run_internal(self, code: str, *, timeout_s: float) -> bool:
         """Run grader-written code (seeding, a liveness probe); True if the kernel went idle in time."""
-        msg_id = self._client.execute(code, silent=True, store_history=False, allow_stdin=False)
-        return self._wait_idle(msg_id, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        with self._listening(timeout_s) as listening:
+            if not listening:
+                return False
+            msg_id = self._client.execute(code, silent=True, store_history=False, allow_stdin=False)
+            return self._wait_idle(msg_id, deadline - time.monotonic())
 
     def interrupt_and_wait(self) -> bool:
         """Interrupt a busy kernel; True if it answers again, else it is stopped."""
@@ -145,15 +263,34 @@ class Student:
         self.unavailable = "the kernel ignored an interrupt after a cell ran past its time limit"
         return False
 
-    def _await_subscription(self, timeout_s: float = 30.0) -> None:
-        """A new subscriber misses what the kernel publishes before it has joined;
-        ask for kernel info until one of its status messages reaches us."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            msg_id = self._client.kernel_info()
-            if self._wait_idle(msg_id, 0.5):
-                return
-        self.unavailable = "the kernel never answered on its output channel"
+    @contextlib.contextmanager
+    def _listening(self, timeout_s: float) -> Iterator[bool]:
+        """Subscribed to the kernel's output only while waiting on it, since a
+        subscriber that is not read keeps every message the kernel publishes (a
+        notebook's 200 MB prints, all of them) in the grader's memory. A new
+        subscription misses what the kernel publishes before it has reached the
+        kernel, so ask for kernel info until one of its status messages arrives;
+        yields False if none did in time."""
+        self._drain()
+        self._output.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            deadline = time.monotonic() + timeout_s
+            answered = False
+            while not answered and (remaining := deadline - time.monotonic()) > 0:
+                answered = self._wait_idle(self._client.kernel_info(), min(remaining, 0.25))
+            yield answered
+        finally:
+            self._output.setsockopt(zmq.UNSUBSCRIBE, b"")
+
+    def _drain(self) -> None:
+        """Read and drop what arrived while nobody listened (replies to kernel-info
+        requests, output published as the subscription ended)."""
+        for channel in (self._client.iopub_channel, self._client.shell_channel):
+            for _ in range(_DRAIN_MAX):
+                try:
+                    channel.get_msg(timeout=0)
+                except Empty:
+                    break
 
     def close(self) -> None:
         self._client.stop_channels()
@@ -165,11 +302,11 @@ class Student:
         if self.unavailable:
             raise KernelUnavailableError(self.unavailable)
         request.update(nonce=secrets.token_hex(16), max_bytes=self._max_bytes)
-        code = (
+        expression = (
             f"exec(compile({_WIRE_SOURCE + chr(10) + 'serve(REQUEST)'!r}, '<autograder bridge>', 'exec'), "
             f"{{'__name__': '__autograder_bridge__', 'REQUEST': {json.dumps(request)!r}}})"
         )
-        reply = self._exchange(code, request["nonce"])
+        reply = self._exchange(expression, request["nonce"])
         if reply.get("ok"):
             try:
                 return wire.unpack(str(reply["value"]), max_bytes=self._max_bytes, rebuild=_REBUILD)
@@ -177,20 +314,44 @@ class Student:
                 raise UnsafeValueError(f"{target} gave a value that cannot be read as data: {error}") from None
         kind = reply.get("kind")
         if kind == "missing":
-            raise StudentNameError(str(reply.get("name")))
+            raise StudentNameError(redact(str(reply.get("name")), request)[:200])
         if kind == "too-large":
-            raise UnsafeValueError(f"{target} gave a value too large to check: {reply.get('message')}")
-        raise StudentCodeError(target, str(reply.get("exception")), str(reply.get("message", "")))
+            raise UnsafeValueError(
+                f"{target} gave a value too large to check: {redact(str(reply.get('message')), request)}"
+            )
+        exception, message = str(reply.get("exception"))[:200], str(reply.get("message", ""))
+        raise StudentCodeError(target, redact(exception, request), redact(message, request))
 
-    def _exchange(self, code: str, nonce: str) -> dict[str, Any]:
-        msg_id = self._client.execute(code, silent=False, store_history=False, allow_stdin=False)
-        deadline = time.monotonic() + self._timeout_s
+    def _exchange(self, expression: str, nonce: str) -> dict[str, Any]:
+        """Send the request as a user expression (its source is never a cell's,
+        so no traceback shows it) and wait for the reply with this nonce."""
+        started = time.monotonic()
+        deadline = started + self._timeout_s
+        if self._deadline is not None and self._deadline <= started:
+            raise BridgeTimeoutError(f"{self._budget} ran out before this call")
+        by_budget = self._deadline is not None and self._deadline < deadline
+        deadline = min(deadline, self._deadline or deadline)
         reply: dict[str, Any] | None = None
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._recover(msg_id)
-                raise BridgeTimeoutError(f"the notebook's code did not answer within {self._timeout_s:g} s")
+        finished = False
+        with self._listening(deadline - started) as listening:
+            if listening:
+                msg_id = self._client.execute(
+                    "", silent=False, store_history=False, user_expressions={"bridge": expression}, allow_stdin=False
+                )
+                reply, finished = self._await_reply(msg_id, nonce, deadline)
+        if not finished:
+            self._recover()
+            if by_budget:
+                raise BridgeTimeoutError(f"{self._budget} ran out while the notebook's code ran")
+            raise BridgeTimeoutError(f"the notebook's code did not answer within {self._timeout_s:g} s")
+        if reply is None:
+            raise StudentCodeError("the bridge", "NoReply", "the kernel answered nothing (was IPython patched?)")
+        return reply
+
+    def _await_reply(self, msg_id: str, nonce: str, deadline: float) -> tuple[dict[str, Any] | None, bool]:
+        """The reply published for `msg_id` (None if none), and whether the kernel went idle before `deadline`."""
+        reply: dict[str, Any] | None = None
+        while (remaining := deadline - time.monotonic()) > 0:
             try:
                 message = self._client.get_iopub_msg(timeout=min(remaining, 1.0))
             except Empty:
@@ -200,31 +361,27 @@ class Student:
                 continue
             if message["parent_header"].get("msg_id") != msg_id:
                 continue
-            kind, content = message["header"]["msg_type"], message["content"]
-            if kind == "display_data" and reply is None:
-                reply = self._parse_reply(content.get("data", {}).get(wire.MIME), nonce)
+            kind, content = message["msg_type"], message["content"]
+            if kind == "display_data" and reply is None and type(content.get("data")) is dict:
+                reply = self._parse_reply(content["data"].get(wire.MIME), nonce)
             elif kind == "status" and content.get("execution_state") == "idle":
-                break
-        if reply is None:
-            raise StudentCodeError("the bridge", "NoReply", "the kernel answered nothing (was IPython patched?)")
-        return reply
+                return reply, True
+        return reply, False
 
     def _parse_reply(self, text: Any, nonce: str) -> dict[str, Any] | None:
-        if not isinstance(text, str) or len(text) > self._max_bytes * 4 // 3 + 1_000_000:
+        if not isinstance(text, str) or len(text) > wire.text_limit(self._max_bytes):
             return None
         try:
-            reply = json.loads(text)
-        except ValueError:
+            reply = wire.load_json(text)
+        except (ValueError, wire.ValueTooLarge):
             return None
         if not isinstance(reply, dict) or reply.get("nonce") != nonce:
             return None
         return reply
 
-    def _recover(self, msg_id: str) -> None:
+    def _recover(self) -> None:
         """After a timeout: interrupt the kernel; if it stays busy, give up on it."""
-        self._interrupt()
-        if not self._wait_idle(msg_id, _RECOVERY_S):
-            self._kill()
+        if not self.interrupt_and_wait():
             self.unavailable = "the kernel stopped answering after a check's call timed out"
 
     def _wait_idle(self, msg_id: str, timeout_s: float) -> bool:
@@ -238,7 +395,7 @@ class Student:
                 continue
             if (
                 message["parent_header"].get("msg_id") == msg_id
-                and message["header"]["msg_type"] == "status"
+                and message["msg_type"] == "status"
                 and message["content"].get("execution_state") == "idle"
             ):
                 return True

@@ -20,33 +20,29 @@ import io
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 
 from autograder.assets import AssetStore
 from autograder.bridge import Student
+from autograder.environment import GpuUse, blames_machine
 from autograder.errors import BridgeError, KernelUnavailableError, StudentCodeError, StudentNameError
 from autograder.reference import FigureProblem
 from autograder.results import CheckOutcome, CheckStatus, Visibility
 
-_ENVIRONMENT_SIGNS = (
-    "Torch not compiled with CUDA enabled",
-    "No CUDA GPUs are available",
-    "Found no NVIDIA driver",
-    "CUDA driver",
-    "no CUDA-capable device",
-    "cuda is not available",
-)
+UNLOADED = "(checks)"  # the question of the outcome recorded for a check file that could not be loaded
+_CALLED = re.compile(r"`([\w.]+)\(\.\.\.\)` raised")  # how StudentCodeError names a called function
 
 
-def is_environment_failure(message: str) -> bool:
-    """True for errors caused by the grading machine (no GPU), not the student."""
-    lowered = message.lower()
-    return any(sign.lower() in lowered for sign in _ENVIRONMENT_SIGNS)
+def unloaded_check_files(outcomes: Sequence[CheckOutcome]) -> list[str]:
+    """The check files that could not be loaded (the grader's fault: nothing of theirs ran)."""
+    return [outcome.name for outcome in outcomes if outcome.question == UNLOADED and outcome.status == "error"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +62,7 @@ class CheckContext:
     thresholds: dict[str, float] = field(default_factory=dict)
     cell_sources: tuple[str, ...] = ()  # the notebook's cells, to tell which wrote a file
     environment_cell: int | None = None  # where the run hit the grading machine's limits
+    gpu_use: GpuUse = field(default_factory=GpuUse)  # where the notebook's code uses CUDA
 
     def written_after_environment_failure(self, relative: str) -> bool:
         """True when a cell mentioning this file comes at or after the cell that
@@ -84,6 +81,14 @@ class CheckContext:
             return True
         word = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
         return any(word.search(source) for source in self.cell_sources[self.environment_cell :])
+
+    def called_code_uses_gpu(self, error: StudentCodeError) -> bool:
+        """Whether the student code a check called uses CUDA: the function it named;
+        for check-written code run in the notebook (a probe), any of the notebook's code."""
+        called = _CALLED.match(str(error))
+        if called is None:
+            return bool(self.gpu_use.cells)
+        return called.group(1).split(".")[0] in self.gpu_use.names
 
 
 class Credit:
@@ -114,6 +119,14 @@ class _CheckSession:
         self._environment_failure = environment_failure
         self._credits: dict[str, Credit] = {}
         self.outcomes: list[CheckOutcome] = []
+        self.deadline: float | None = None  # when the checks phase's budget runs out (time.monotonic())
+        self.budget = ""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Past the budget, each remaining check is recorded as not run, before its fixtures."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            pytest.skip(f"{self.budget} ran out before this check started")
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "question(id): the question this check belongs to")
@@ -157,18 +170,26 @@ class _CheckSession:
         if call.when == "call" or (call.when == "setup" and call.excinfo is not None):
             self.outcomes.append(self._outcome(item, call))
 
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pluggy.Result[pytest.CollectReport], None]:
+        """A check file that fails to load (it raises on import) is recorded by its
+        own path; the report's path is relative to the scratch rootdir."""
+        outcome = yield
+        report = outcome.get_result()
         if report.failed:
-            path = Path(str(report.fspath)).resolve()
+            path = collector.path.resolve()
             self.outcomes.append(
                 CheckOutcome(
-                    question="(checks)",
+                    question=UNLOADED,
                     name=path.name,
                     visibility=self._visibility.get(path, "hidden"),
                     status="error",
                     score=0.0,
                     max_score=0.0,
-                    message=f"check file could not be loaded: {str(report.longrepr)[-500:]}",
+                    message=f"the grader's check file {path.name} could not be loaded; tell your instructor",
+                    grader_traceback=str(report.longrepr),
                 )
             )
 
@@ -191,6 +212,7 @@ class _CheckSession:
             max_score=max_score,
             bonus=bonus,
             message=message,
+            grader_traceback=_traceback(call) if status == "error" else "",
         )
 
     def _verdict(self, call: pytest.CallInfo[None], credit: Credit) -> tuple[CheckStatus, str]:
@@ -203,7 +225,9 @@ class _CheckSession:
             return "environment", f"{_author_message(error)}: the notebook stopped at {self._environment_failure}"
         if isinstance(error, AssertionError):
             return "failed", _author_message(error)
-        if isinstance(error, StudentCodeError) and is_environment_failure(str(error)):
+        if isinstance(error, StudentCodeError) and blames_machine(
+            str(error), code_uses_gpu=self._context.called_code_uses_gpu(error)
+        ):
             return "environment", f"{error} (the grading machine has no GPU: regrade on a GPU)"
         if (
             isinstance(error, StudentNameError)
@@ -214,6 +238,11 @@ class _CheckSession:
         if isinstance(error, (BridgeError, KernelUnavailableError)):
             return "failed", str(error)
         return "error", f"the check itself failed ({type(error).__name__}: {error}); tell your instructor"
+
+
+def _traceback(call: pytest.CallInfo[None]) -> str:
+    """For the instructor: where a check itself broke (never shown to the student)."""
+    return str(call.excinfo.getrepr(style="short")) if call.excinfo is not None else ""
 
 
 def _author_message(error: AssertionError) -> str:
@@ -231,11 +260,20 @@ def run_checks(
     *,
     environment_failure: str | None = None,
     context: CheckContext | None = None,
+    budget_s: float | None = None,
 ) -> list[CheckOutcome]:
-    """Run the given check files against `student` and return one outcome per check."""
+    """Run the given check files against `student` and return one outcome per check.
+
+    With `budget_s`, the checks together wait on the kernel at most that long
+    (`checks_timeout_s`): the call in flight then fails, and the checks left are
+    recorded as not run, both with a message naming the budget."""
     if not files:
         return []
     session = _CheckSession(student, files, environment_failure, context or CheckContext())
+    budget = student.budget(budget_s, "checks_timeout_s") if budget_s else contextlib.nullcontext()
+    if budget_s:
+        session.deadline = time.monotonic() + budget_s
+        session.budget = f"the {budget_s:g} s budget for checks (checks_timeout_s)"
     with tempfile.TemporaryDirectory(prefix="autograder-checks-") as scratch:
         ini = Path(scratch) / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
@@ -248,6 +286,7 @@ def run_checks(
             "--import-mode=importlib",
             "--assert=plain",
             "--strict-markers",
+            "--continue-on-collection-errors",  # one broken check file must not stop the others
             "-p",
             "no:cacheprovider",
             "-p",
@@ -260,6 +299,6 @@ def run_checks(
             "--no-header",
             "--disable-warnings",
         ]
-        with contextlib.redirect_stdout(io.StringIO()):  # pytest's own summary is not ours to print
+        with budget, contextlib.redirect_stdout(io.StringIO()):  # pytest's own summary is not ours to print
             pytest.main(arguments, plugins=[session])
     return session.outcomes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from autograder.assets import default_store, fetch
@@ -26,7 +28,9 @@ from autograder.gradescope import export_gradescope
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.report import render_batch, render_grade, render_self_check, render_students
 from autograder.results import SubmissionResult
-from autograder.sandbox import sandbox_available
+from autograder.safe_text import plain_text
+from autograder.sandbox import isolation_here
+from autograder.selection import AssignmentNames, Selection, choose, recognise, refused
 from autograder.standins import synth
 from autograder.submissions import collect, read_roster
 
@@ -40,15 +44,27 @@ def _course(context: click.Context) -> Course:
 
 
 def _say_if_unsandboxed() -> None:
-    if not sandbox_available():
+    isolation = isolation_here()
+    if isolation.kind == "user":
         _err.print(
-            "[yellow]note:[/] not root on Linux, so notebooks run unsandboxed, with your own rights "
-            "(fine for your own notebook; grade other people's as root: a grading server or container)"
+            f"[yellow]note:[/] no sandbox here ({escape(isolation.reason)}): each kernel runs as a fresh "
+            "unprivileged user only, and solutions must be root's alone"
+        )
+    elif isolation.kind == "none":
+        _err.print(
+            f"[yellow]note:[/] notebooks run unsandboxed, with your own rights ({escape(isolation.reason)}); "
+            "fine for your own notebook; grade other people's as root: a grading server or container"
         )
 
 
 def _say_assignment(path: Path, name: str, how: str) -> None:
-    _err.print(f"[dim]{path.name}: assignment {name} ({how})[/]")
+    _err.print(f"[dim]{_shown(path.name)}: assignment {_shown(name)} ({_shown(how)})[/]")
+
+
+def _shown(text: str) -> str:
+    """Untrusted text (a file name, a reason quoting one) for a rich markup string: no
+    markup, no control characters (`safe_text`)."""
+    return escape(plain_text(text, one_line=True))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,7 +81,14 @@ def cli(context: click.Context, course: Path | None) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-a", "--assignment", help="Assignment name (default: recognised per notebook).")
+@click.option(
+    "-a",
+    "--assignment",
+    "assignments",
+    multiple=True,
+    help="Assignment name (default: recognised per notebook). Given once, every notebook is graded as it; "
+    "given again (a batch of two notebooks each), it limits recognition to those.",
+)
 @click.option(
     "--json",
     "json_path",
@@ -98,11 +121,16 @@ def cli(context: click.Context, course: Path | None) -> None:
 @click.option("--gpus", help="With --docker: GPUs for each container, as docker run --gpus takes them ('all').")
 @click.option("--memory", help="With --docker: memory of each container, grader and kernel together (default 6g).")
 @click.option("--cpus", type=click.FloatRange(min=0.01), help="With --docker: CPUs of each container (default 2).")
+@click.option(
+    "--waive-isolation",
+    is_flag=True,
+    help="Run hidden checks even where student code could read them (no sandbox here); recorded in each result.",
+)
 @click.pass_context
 def grade(
     context: click.Context,
     paths: tuple[Path, ...],
-    assignment: str | None,
+    assignments: tuple[str, ...],
     json_path: Path | None,
     out: Path | None,
     jobs: int | None,
@@ -117,6 +145,7 @@ def grade(
     gpus: str | None,
     memory: str | None,
     cpus: float | None,
+    waive_isolation: bool,
 ) -> int:
     """Grade notebooks with public and hidden checks.
 
@@ -132,8 +161,11 @@ def grade(
     if image is None and (gpus or memory or cpus):
         raise UsageError("--gpus, --memory and --cpus go with --docker IMAGE")
     course = _course(context)
-    if assignment is not None and image is None:  # with --docker, the image's course decides
-        course.get(assignment)  # an unknown name is a usage error before any work
+    assignments = tuple(dict.fromkeys(assignments))
+    assignment = assignments[0] if len(assignments) == 1 else None
+    if image is None:  # with --docker, the image's course decides
+        for name in assignments:
+            course.get(name)  # an unknown name is a usage error before any work
     container = None
     if image is not None:
         container = ContainerSettings(
@@ -147,7 +179,12 @@ def grade(
         remove_orphans()  # what an earlier grader that died left behind
     else:
         _say_if_unsandboxed()
-    options = GradingOptions(cell_timeout_s=cell_timeout, notebook_timeout_s=notebook_timeout, container=container)
+    options = GradingOptions(
+        cell_timeout_s=cell_timeout,
+        notebook_timeout_s=notebook_timeout,
+        container=container,
+        waive_isolation="--waive-isolation" if waive_isolation else "",
+    )
     if json_path == Path("-"):  # the result alone on stdout: how the grading container answers
         with result_only_on_stdout() as send:
             result = grade_notebook(paths[0], course=course, assignment_name=assignment, options=options)
@@ -158,7 +195,7 @@ def grade(
             paths,
             course=course,
             out=out,
-            assignment=assignment,
+            assignments=assignments,
             workers=jobs or default_workers(),
             force=force,
             only_student=only_student,
@@ -167,10 +204,14 @@ def grade(
             scheduler=scheduler,
         )
     results = []
-    for path, student in _expand(paths, json_wanted=json_path is not None or gradescope_path is not None):
-        result = grade_notebook(
-            path, course=course, assignment_name=assignment, options=options, on_assignment=_say_assignment
-        )
+    expanded = _expand(paths, course=course, json_wanted=json_path is not None or gradescope_path is not None)
+    for path, student in expanded:
+        if image is None:
+            result = _grade_recognised(path, course=course, assignments=assignments, options=options)
+        else:  # the image's course recognises
+            result = grade_notebook(
+                path, course=course, assignment_name=assignment, options=options, on_assignment=_say_assignment
+            )
         result = dataclasses.replace(result, student=student)
         render_grade(result, _out)
         if json_path is not None:
@@ -183,7 +224,33 @@ def grade(
     return _exit_code(results)
 
 
-def _expand(paths: tuple[Path, ...], *, json_wanted: bool) -> list[tuple[Path, str]]:
+def _grade_recognised(
+    path: Path, *, course: Course, assignments: tuple[str, ...], options: GradingOptions
+) -> SubmissionResult:
+    """One notebook, its assignment told as a batch tells it (`selection.recognise`)."""
+    found = recognise(path, names=AssignmentNames(course), asked=assignments)
+    if found.warning:
+        _err.print(f"[yellow]warning:[/] {_shown(found.warning)}")
+    if found.refusal:
+        _err.print(f"{_shown(path.name)}: not graded: {_shown(found.refusal)}")
+        return refused(path, found.refusal)
+    if found.other:
+        reason = f"it is assignment {found.assignment} ({found.how}), not one of {', '.join(assignments)} (-a)"
+        return refused(path, reason)
+    if found.assignment is None:  # nothing tells: grading says why (not a notebook, or pass -a)
+        return grade_notebook(path, course=course, options=options, on_assignment=_say_assignment)
+    how = found.how
+    result = grade_notebook(  # says the assignment once the file is read as a notebook
+        path,
+        course=course,
+        assignment_name=found.assignment,
+        options=options,
+        on_assignment=lambda path, name, _how: _say_assignment(path, name, how),
+    )
+    return dataclasses.replace(result, assignment_chosen_by=how)
+
+
+def _expand(paths: tuple[Path, ...], *, course: Course, json_wanted: bool) -> list[tuple[Path, str]]:
     """Notebook files as given; a folder becomes its notebooks (a student's
     folder, e.g. the course's `assignments_04/`, is that student's)."""
     expanded = []
@@ -193,7 +260,8 @@ def _expand(paths: tuple[Path, ...], *, json_wanted: bool) -> list[tuple[Path, s
             continue
         if json_wanted:
             raise UsageError("--json and --gradescope take one notebook; use --out DIR for a folder")
-        entries = collect([path], unpack_to=Path(tempfile.gettempdir()))  # a folder: nothing is unpacked
+        names = AssignmentNames(course)
+        entries = collect([path], unpack_to=Path(tempfile.gettempdir()), names_assignment=names)  # nothing unpacked
         if not entries:
             raise UsageError(f"{path}: no notebooks in this folder")
         expanded += [(entry.path, entry.student) for entry in entries]
@@ -314,7 +382,7 @@ def _grade_into_folder(
     *,
     course: Course,
     out: Path,
-    assignment: str | None,
+    assignments: tuple[str, ...],
     workers: int,
     force: bool,
     only_student: str | None,
@@ -323,11 +391,17 @@ def _grade_into_folder(
     scheduler: str | None,
 ) -> int:
     """Batch mode: collect, grade what is missing with a progress bar, write every report."""
-    entries = collect(paths, unpack_to=out / "inputs", roster=read_roster(roster) if roster else None)
+    names = AssignmentNames(course)
+    entries = collect(
+        paths, unpack_to=out / "inputs", roster=read_roster(roster) if roster else None, names_assignment=names
+    )
     if only_student is not None:
         entries = [e for e in entries if only_student in (e.student, e.path.name, e.name)]
         if not entries:
             raise UsageError(f"no submission of {only_student!r} under the given paths")
+    chosen = choose(entries, course=course, asked=assignments)
+    _say_chosen(chosen, assignments)
+    entries = list(chosen.entries)
     started = time.monotonic()
     columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=_err, transient=False) as progress:
@@ -336,7 +410,6 @@ def _grade_into_folder(
             entries,
             course=course,
             out=out,
-            assignment_name=assignment,
             workers=workers,
             force=force,
             options=options,
@@ -351,12 +424,34 @@ def _grade_into_folder(
         f"in {time.monotonic() - started:.1f} s with {workers} worker(s)"
     )
     render_batch(items, _out)
-    names = sorted({assignment or item.result.assignment or "" for item in items} - {""})
-    titles = {name: course.get(name).config.title or name for name in names}
+    graded_as = sorted({item.result.assignment or "" for item in items} - {""})
+    titles = {name: course.get(name).config.title or name for name in graded_as}
+    canvas_ids = {name: course.get(name).config.canvas_id for name in graded_as}
     # a batch of several assignments (a course repository copy) is named after all of them
-    write_batch_reports(items, out, title=", ".join(titles.values()) or "Score", titles=titles)
+    unmatched = write_batch_reports(
+        items, out, title=", ".join(titles.values()) or "Score", titles=titles, canvas_ids=canvas_ids
+    )
+    if unmatched:
+        _err.print(
+            f"[yellow]gradebook-canvas.csv:[/] no id to match on for {len(unmatched)} student(s), so Canvas can "
+            f"match only their names: {_shown(', '.join(unmatched))} (give --roster an id, sis_user_id or "
+            "sis_login_id column)"
+        )
     _out.print(f"[dim]results, gradebook, feedback and summary.html in {out}[/]")
     return 1 if any(item.result.status == "error" for item in items) else 0
+
+
+def _say_chosen(chosen: Selection, assignments: tuple[str, ...]) -> None:
+    """What choosing set aside: a batch says it before grading."""
+    for warning in chosen.warnings:
+        _err.print(f"[yellow]warning:[/] {_shown(warning)}")
+    if chosen.left_out:
+        _err.print(
+            f"{len(chosen.left_out)} notebook(s) of other assignments than {', '.join(assignments)} (-a) left out"
+        )
+    duplicates = sum(len(entry.duplicates) for entry in chosen.entries)
+    if duplicates:
+        _err.print(f"{duplicates} duplicate notebook(s) not counted: one per student and assignment (gradebook.csv)")
 
 
 def _exit_code(results: list[SubmissionResult]) -> int:
@@ -369,6 +464,9 @@ def _exit_code(results: list[SubmissionResult]) -> int:
 
 def main() -> None:
     """Console entry point: map every expected error to a message and an exit code."""
+    # SIGTERM and a hang-up unwind like an exception, so every open sandbox is torn down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     try:
         code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -378,6 +476,6 @@ def main() -> None:
         error.show()
         sys.exit(2 if isinstance(error, click.UsageError) else error.exit_code)
     except AutograderError as error:
-        _err.print(f"error: {error}", markup=False)
+        _err.print(f"error: {plain_text(str(error))}", markup=False)
         sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -29,6 +29,11 @@ class AssignmentConfig:
     """What an instructor tunes for one assignment."""
 
     title: str = _setting("", "Human title shown in reports.")
+    canvas_id: int = _setting(
+        0,
+        "Canvas's id of this assignment (the number in its URL): the Canvas gradebook column is then "
+        "'Title (id)', which Canvas matches by id; unset, it matches the exact title.",
+    )
     aliases: tuple[str, ...] = _setting(
         (), "Other notebook file stems that identify this assignment (e.g. 'warmup_04')."
     )
@@ -36,6 +41,9 @@ class AssignmentConfig:
     cell_timeout_s: float = _setting(60.0, "Longest any one cell may run, in seconds.")
     notebook_timeout_s: float = _setting(600.0, "Longest the whole notebook may run, in seconds.")
     bridge_timeout_s: float = _setting(30.0, "Longest one call from a check into the kernel.")
+    checks_timeout_s: float = _setting(
+        0.0, "Longest all of one submission's checks may wait on its kernel, in seconds (unset: 10 x bridge_timeout_s)."
+    )
     max_value_mb: float = _setting(64.0, "Largest value a check may fetch from the kernel (MiB).")
     seed: int = _setting(0, "Seed for random, numpy and torch before the first cell.")
     memory_mb: int = _setting(4096, "Sandbox: memory for the kernel and all it starts (MiB).")
@@ -58,6 +66,11 @@ class AssignmentConfig:
     answers: dict[str, str] = _setting(
         {}, "Question id -> regular expression of its heading, to report whether a written answer is present."
     )
+
+    @property
+    def checks_budget_s(self) -> float:
+        """The checks phase's budget: `checks_timeout_s`, or ten bridge calls' worth when unset."""
+        return self.checks_timeout_s or 10 * self.bridge_timeout_s
 
     @classmethod
     def describe(cls) -> dict[str, str]:
@@ -99,11 +112,16 @@ def _build(values: Mapping[str, Any], *, source: str) -> AssignmentConfig:
 def _coerce(name: str, value: Any, declared: Any, source: str) -> Any:
     wrong = ConfigError(f"{source}: `{name}` should be {declared}, got {value!r}")
     if declared == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        unset = name == "checks_timeout_s" and value == 0  # 0: the default budget (checks_budget_s)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (value <= 0 and not unset):
             raise ConfigError(f"{source}: `{name}` should be a positive number, got {value!r}")
         return float(value)
     if declared == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or (name != "seed" and value <= 0):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or (value <= 0 and name != "seed" and not (name == "canvas_id" and value == 0))
+        ):
             raise wrong
         return value
     if declared == "str":

@@ -3,8 +3,9 @@
 Host side: `grade_in_container` runs `autograder grade --json -` on one
 notebook in the grading image (see the Dockerfile) with `docker run`: no
 network, a read-only root, memory, pids and CPU limits, almost no
-capabilities. The notebook goes in read-only, into a folder only root can
-enter; the result comes back on stdout as the engine's JSON (never pickle);
+capabilities. The notebook goes in as the grader's own copy, read under
+staging's rule (never a link or a FIFO the student made), read-only, into a
+folder only root can enter; the result comes back on stdout as the engine's JSON (never pickle);
 the container is removed on every path. Each container is labelled with the
 process that started it, so that `remove_orphans` can remove what a grader
 that died left behind.
@@ -42,9 +43,10 @@ from pathlib import Path
 from autograder.assets import default_store
 from autograder.config import AssignmentConfig
 from autograder.environment import grader_version
-from autograder.errors import UsageError
+from autograder.errors import NotANotebookError, UsageError
 from autograder.results import SubmissionResult
 from autograder.sandbox import KernelLaunch, Workspace
+from autograder.staging import read_regular
 
 OWNER_LABEL = "autograder.owner"  # host/pid/start time of the process that started the container
 GROUP_LABEL = "autograder.group"  # its process group: a whole run's containers, workers included
@@ -174,12 +176,17 @@ def grade_in_container(
     """Grade one notebook in a container of its own. Never raises for a bad
     submission or a failed container: that becomes the result's reason.
     The container is removed however this ends (Ctrl-C and SIGTERM included)."""
-    if not path.is_file():
-        return _failed(path, assignment_name, "rejected", "no such file")
+    try:  # staging's rule: the container gets the grader's own copy, never a path the student chose
+        data = read_regular(path)
+    except NotANotebookError as error:
+        return _failed(path, assignment_name, "rejected", error.reason)
+    staging = Path(tempfile.mkdtemp(prefix="autograder-container-"))
+    staged = staging / _safe_name(path.name)
+    staged.write_bytes(data)
     name = f"autograder-{secrets.token_hex(6)}"
     command = docker_command(
         settings,
-        path,
+        staged,
         name=name,
         assignment=assignment_name,
         cell_timeout_s=cell_timeout_s,
@@ -198,6 +205,7 @@ def grade_in_container(
         return dataclasses.replace(result, submission=str(path))
     finally:
         _remove(name)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove_orphans() -> list[str]:

@@ -4,11 +4,17 @@ and keep the kernel alive so the checks can question it afterwards.
 The kernel is the grader's own (this Python environment), started under a
 kernel name the grader chooses, never the notebook's kernelspec. It talks over
 IPC sockets, which keep working when the kernel has no network.
+
+Every message the kernel sends may be forged by the student's code, so what
+the grader keeps of them is bounded and nothing in them is fatal: a message
+part over `_MESSAGE_LIMIT` drops the connection before it is read, output
+is cut to what is left of a cell's cap before it is kept (the first message
+too), widgets and display ids are not followed (the grader is no front end),
+and a message that cannot be read is recorded in the cell's output.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import time
@@ -17,20 +23,24 @@ from contextlib import contextmanager
 from typing import Any
 
 import nbformat
+import zmq
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.exceptions import CellExecutionComplete, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
-from autograder.bridge import Student
+from autograder.bridge import DROPPED, KernelSession, Student, limit_messages
 from autograder.config import AssignmentConfig
 from autograder.results import CellError, ExecutionReport
 from autograder.sandbox import KernelLaunch, Workspace
 
 KERNEL_NAME = "autograder-python"
-_OUTPUT_LIMIT = 1_000_000  # bytes of output kept per cell; the rest is dropped
+_OUTPUT_LIMIT = 1_000_000  # characters of output kept per cell; the rest is dropped
+_OUTPUT_COST = 256  # what each kept output counts against the cap besides its text (a million tiny prints)
+_ERRORS_KEPT = 5  # error outputs per cell whose name and message are kept even past the cap
+_MESSAGE_LIMIT = 64 << 20  # largest message part read from the kernel while cells run
 _CUT = "\n[output past the grader's limit was dropped]\n"
 
 
@@ -48,24 +58,155 @@ class _GraderKernelSpecs(KernelSpecManager):
         return KernelSpec(argv=list(self._launch.argv), display_name="Autograder Python", language="python", env={})
 
 
+class _GraderKernelManager(AsyncKernelManager):
+    """Its clients read at most `_MESSAGE_LIMIT` bytes per message part; zmq
+    takes the limit from the context when a socket connects, which happens
+    inside nbclient, so it is set here, as the client is made."""
+
+    def client(self, **kwargs: Any) -> Any:
+        client = super().client(**kwargs)
+        limit_messages(client.context, _MESSAGE_LIMIT)
+        return client
+
+
 class _CappedNotebookClient(NotebookClient):
-    """nbclient offers no hook on each output, so this one method is overridden:
-    output past the cap is dropped as it arrives, not stored and cut later."""
+    """nbclient offers no hook on each output, so two methods are overridden:
+    every message is checked before nbclient's own handling, and output past
+    the cap is cut as it arrives, not stored and cut later."""
 
     output_limit = _OUTPUT_LIMIT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._output_bytes: dict[int, int] = {}
+        self._output_used: dict[int, int] = {}
+        self._errors_kept: dict[int, int] = {}
+        self._cut_cells: set[int] = set()
+
+    def process_message(self, msg: dict[str, Any], cell: NotebookNode, cell_index: int) -> NotebookNode | None:
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == DROPPED:
+            self._note(cell.outputs, cell_index, f"[a message from the kernel was dropped: {content['reason']}]")
+            return None
+        if kind == "status":
+            if content.get("execution_state") == "idle":
+                raise CellExecutionComplete()
+            return None
+        if kind.startswith("comm") or kind == "update_display_data":
+            return None  # widgets and display updates: the grader is no front end, and keeps no display ids
+        try:
+            return super().process_message({**msg, "content": _without_display_id(content)}, cell, cell_index)
+        except CellExecutionComplete:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            self._note(
+                cell.outputs, cell_index, f"[a malformed {kind[:40]} message was dropped: {type(error).__name__}]"
+            )
+            return None
 
     def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
-        used = self._output_bytes.get(cell_index, 0)
-        self._output_bytes[cell_index] = used + len(json.dumps(msg.get("content", {})))
-        if used >= self.output_limit:
-            if not outs or outs[-1].get("text") != _CUT:
-                outs.append(nbformat.v4.new_output("stream", name="stderr", text=_CUT))  # type: ignore[no-untyped-call]
+        room = self.output_limit - self._output_used.get(cell_index, 0)
+        kept = self._fit(msg, room, cell_index)
+        if kept is None:
+            self._mark_cut(outs, cell_index)
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        fitted, used, cut = kept
+        self._output_used[cell_index] = self._output_used.get(cell_index, 0) + used + _OUTPUT_COST
+        out = super().output(outs, fitted, None, cell_index)
+        if cut:
+            self._mark_cut(outs, cell_index)
+        return out
+
+    def _fit(self, msg: dict[str, Any], room: int, cell_index: int) -> tuple[dict[str, Any], int, bool] | None:
+        """The message with its text cut to `room` characters, what it uses, and
+        whether anything was cut; None when nothing of it is kept. An error keeps
+        its name and message past the cap (the grader reads them), a few times."""
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "error":
+            if self._errors_kept.get(cell_index, 0) >= _ERRORS_KEPT:
+                return None
+            self._errors_kept[cell_index] = self._errors_kept.get(cell_index, 0) + 1
+            lines, cut = _cut_lines(content.get("traceback"), max(room, 0))
+            fitted = {
+                "ename": str(content.get("ename", "Error"))[:200],
+                "evalue": str(content.get("evalue", ""))[:1000],
+                "traceback": lines,
+            }
+            return {**msg, "content": fitted}, sum(map(len, lines)), cut
+        if room <= 0:
+            return None
+        if kind == "stream":
+            text = content["text"]
+            if type(text) is not str:
+                raise TypeError("stream text is not a string")
+            return {**msg, "content": {**content, "text": text[:room]}}, min(len(text), room), len(text) > room
+        if kind in ("display_data", "execute_result"):
+            data = content.get("data")
+            if type(data) is not dict:
+                raise TypeError("display data is not a mapping")
+            kept: dict[str, Any] = {}
+            for mime, value in data.items():
+                size = _bounded_size(value, room)
+                if size <= room:
+                    kept[mime] = value
+                    room -= size
+            cut = len(kept) < len(data)
+            shown = {**content, "data": kept, "metadata": {}}
+            return {**msg, "content": shown}, sum(_bounded_size(v, self.output_limit) for v in kept.values()), cut
+        return {**msg, "content": {}}, 0, True  # nothing else is output nbclient keeps
+
+    def _mark_cut(self, outs: list[NotebookNode], cell_index: int) -> None:
+        if cell_index not in self._cut_cells:
+            self._cut_cells.add(cell_index)
+            outs.append(nbformat.v4.new_output("stream", name="stderr", text=_CUT))  # type: ignore[no-untyped-call]
+
+    def _note(self, outs: list[NotebookNode], cell_index: int, text: str) -> None:
+        """Record, within the cap, that something from the kernel was not kept."""
+        used = self._output_used.get(cell_index, 0)
+        if used >= self.output_limit:
+            self._mark_cut(outs, cell_index)
+            return
+        self._output_used[cell_index] = used + len(text) + _OUTPUT_COST
+        outs.append(nbformat.v4.new_output("stream", name="stderr", text=text + "\n"))  # type: ignore[no-untyped-call]
+
+
+def _without_display_id(content: dict[str, Any]) -> dict[str, Any]:
+    """Content without its display id: an unhashable one broke nbclient, and
+    updating earlier outputs by id would grow them past the cap."""
+    return {key: value for key, value in content.items() if key != "transient"}
+
+
+def _cut_lines(lines: Any, room: int) -> tuple[list[str], bool]:
+    """Traceback lines, whole, while they fit in `room` characters."""
+    if type(lines) is not list:
+        return [], bool(lines)
+    kept: list[str] = []
+    for line in lines:
+        text = str(line)
+        if len(text) > room:
+            return kept, True
+        kept.append(text)
+        room -= len(text)
+    return kept, False
+
+
+def _bounded_size(value: Any, budget: int) -> int:
+    """The characters in a JSON value, counted only up to just past `budget`
+    (a 200 MB value is not walked or copied to learn that it is too big)."""
+    size, pending = 0, [value]
+    while pending and size <= budget:
+        item = pending.pop()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, dict):
+            size += 2 * len(item)
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            size += len(item) + 2
+            pending.extend(item)
+        else:
+            size += 8
+    return size
 
 
 def seed_code(seed: int) -> str:
@@ -86,7 +227,8 @@ def executed_notebook(
     """Run every code cell of `notebook` in the workspace; yield how it went and a
     `Student` bridge to the still-running kernel, which is stopped on exit."""
     launch = workspace.launch
-    manager = AsyncKernelManager(
+    manager = _GraderKernelManager(
+        session=KernelSession(),
         kernel_spec_manager=_GraderKernelSpecs(launch),
         kernel_name=KERNEL_NAME,
         transport="ipc",
@@ -117,6 +259,7 @@ def executed_notebook(
         try:
             student.run_internal(seed_code(config.seed), timeout_s=120)
             report = _run_cells(client, notebook, config, student, launch.sandbox)
+            _stop_listening(client)
             if report.status == "kernel-died":
                 student.unavailable = _death_reason(report)
             yield report, student
@@ -185,6 +328,15 @@ def _run_cells(
         seconds=round(time.monotonic() - started, 3),
         sandbox=sandbox,
     )
+
+
+def _stop_listening(client: NotebookClient) -> None:
+    """nbclient's subscriber is not read once the cells have run: unsubscribed,
+    it does not keep what the kernel publishes during the checks (the bridge's
+    replies, output of the student's threads) in the grader's memory."""
+    socket = client.kc.iopub_channel.socket if client.kc is not None else None
+    if socket is not None:
+        socket.setsockopt(zmq.UNSUBSCRIBE, b"")
 
 
 def _not_run(indices: list[int], budget: float) -> CellError:

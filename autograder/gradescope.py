@@ -1,19 +1,28 @@
 """Gradescope: the autograder zip an instructor uploads (`setup.sh`,
-`run_autograder`, the grader as a wheel, and this assignment's public and
-hidden material), which grades `/autograder/submission/` into
+`run_autograder`, the grader as a wheel, this assignment's public material,
+and of its `solutions/` folder only the hidden checks and grader config, made
+root's alone), which grades `/autograder/submission/` into
 `/autograder/results/results.json` with this engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
-from autograder.course import Course
+from autograder.batch_report import gradescope_results
+from autograder.course import CONFIG_FILE, HIDDEN_CHECKS, Assignment, Course
+from autograder.grading import grade_notebook
+from autograder.safe_text import plain_text
+from autograder.staging import stage
 
 _PROJECT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +32,11 @@ set -euo pipefail
 apt-get update && apt-get install -y python3 python3-venv
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install -c /autograder/source/constraints.txt /autograder/source/wheels/*.whl
+# The hidden checks are root's alone: the student's kernel runs as another uid.
+if [ -d /autograder/source/course/solutions ]; then
+    chown -R root:root /autograder/source/course/solutions
+    chmod -R go-rwx /autograder/source/course/solutions
+fi
 """
 
 _RUN = """#!/usr/bin/env bash
@@ -32,12 +46,11 @@ set -uo pipefail
 root="${{AUTOGRADER_ROOT:-/autograder}}"
 bin="${{AUTOGRADER_BIN:-/autograder/venv/bin/autograder}}"
 mkdir -p "$root/results"
-notebook=$(find "$root/submission" -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort | head -n 1)
-if [ -z "$notebook" ]; then
-    echo '{{"score": 0, "output": "No .ipynb file was submitted.", "tests": []}}' > "$root/results/results.json"
-    exit 0
-fi
-"$bin" --course "$root/source/course" grade "$notebook" -a {name} --gradescope "$root/results/results.json"
+# again, per submission: an unzip or a copy may have widened the modes
+[ -d "$root/source/course/solutions" ] && chmod -R go-rwx "$root/source/course/solutions"
+# the submission folder is staged by the grader (links and FIFOs refused, never followed)
+python="${{AUTOGRADER_PYTHON:-$(dirname "$bin")/python}}"
+"$python" -m autograder.gradescope "$root" {name}
 exit 0
 """
 
@@ -53,11 +66,32 @@ def export_gradescope(course: Course, name: str, target: Path) -> Path:
             _add_script(bundle, "run_autograder", _RUN.format(name=name))
             bundle.write(_PROJECT / "constraints.txt", "constraints.txt")
             bundle.write(wheel, f"wheels/{wheel.name}")
-            for folder, prefix in ((assignment.public_dir, "assignments"), (assignment.solution_dir, "solutions")):
-                for path in sorted(folder.rglob("*")):
-                    if path.is_file() and "__pycache__" not in path.parts:
-                        bundle.write(path, f"course/{prefix}/{name}/{path.relative_to(folder)}")
+            for path in _files(assignment.public_dir):
+                bundle.write(path, f"course/assignments/{name}/{path.relative_to(assignment.public_dir)}")
+            for path in _grader_material(assignment):
+                info = zipfile.ZipInfo.from_file(
+                    path, f"course/solutions/{name}/{path.relative_to(assignment.solution_dir)}"
+                )
+                info.external_attr = (stat.S_IFREG | 0o600) << 16  # unzip applies it: root's alone
+                info.compress_type = zipfile.ZIP_DEFLATED
+                bundle.writestr(info, path.read_bytes())
     return target
+
+
+def _grader_material(assignment: Assignment) -> list[Path]:
+    """What the grader needs of `solutions/NAME/`: the hidden checks and the
+    grader-only config. Never the reference notebook or the instructor's
+    calibration scripts: the zip lives on Gradescope beside students' code."""
+    config = assignment.solution_dir / CONFIG_FILE
+    return [*_files(assignment.solution_dir / HIDDEN_CHECKS), *([config] if config.is_file() else [])]
+
+
+def _files(folder: Path) -> list[Path]:
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.is_symlink() and "__pycache__" not in path.parts
+    ]
 
 
 def build_wheel(folder: Path) -> Path:
@@ -81,3 +115,41 @@ def _add_script(bundle: zipfile.ZipFile, name: str, text: str) -> None:
     info = zipfile.ZipInfo(name)
     info.external_attr = 0o755 << 16
     bundle.writestr(info, text)
+
+
+def grade_gradescope_submission(*, root: Path, assignment: str, course: Course) -> Path:
+    """Grade Gradescope's `root/submission/` into `root/results/results.json`:
+    the folder is staged as a batch's is (the grader's copy; links, FIFOs and
+    oversized files refused), its first notebook graded, every refused file
+    named in the output."""
+    results = root / "results" / "results.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="autograder-gradescope-") as scratch:
+        staged = stage(root / "submission", into=Path(scratch))
+        notebooks = sorted(staged.root.rglob("*.ipynb")) if staged.root is not None else []
+        refused = [plain_text(f"{r.relative or 'submission'}: {r.reason}", one_line=True) for r in staged.refused]
+        payload: dict[str, Any]
+        if staged.root is None or not notebooks:
+            said = ["No notebook could be read:", *refused] if refused else ["No .ipynb file was submitted."]
+            payload = {"score": 0, "output": "\n".join(said), "output_format": "text", "tests": []}
+        else:
+            result = grade_notebook(notebooks[0], course=course, assignment_name=assignment)
+            shown = notebooks[0].relative_to(staged.root).as_posix()
+            payload = gradescope_results(dataclasses.replace(result, submission=shown))
+            if refused:
+                notes = ["Not read:", *refused]
+                payload["output"] = "\n".join([*notes, payload["output"]] if "output" in payload else notes)
+    results.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return results
+
+
+def _main(arguments: list[str]) -> int:
+    """`python -m autograder.gradescope ROOT NAME`, as run_autograder runs it;
+    0 whatever happened, which the results file says."""
+    root, name = Path(arguments[0]), arguments[1]
+    grade_gradescope_submission(root=root, assignment=name, course=Course(root / "source" / "course"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +21,15 @@ from nbformat import NotebookNode
 from autograder.answers import find_answers
 from autograder.assets import AssetStore, default_store
 from autograder.bridge import Student
-from autograder.checks import CheckContext, CheckFile, is_environment_failure, run_checks
+from autograder.checks import CheckContext, CheckFile, run_checks, unloaded_check_files
 from autograder.container import ContainerSettings, grade_in_container
 from autograder.course import Assignment, Course
-from autograder.environment import describe_environment, grader_version
+from autograder.environment import GpuUse, blames_machine, describe_environment, grader_version
 from autograder.errors import BridgeError, NotANotebookError, UnknownAssignmentError
 from autograder.execution import executed_notebook
 from autograder.intake import Submission, read_submission
 from autograder.results import ExecutionReport, SubmissionResult
-from autograder.sandbox import Workspace, open_workspace
+from autograder.sandbox import IsolationRefusedError, Workspace, open_workspace
 from autograder.scoring import score_outcomes
 
 
@@ -40,6 +41,7 @@ class GradingOptions:
     cell_timeout_s: float | None = None
     notebook_timeout_s: float | None = None
     container: ContainerSettings | None = None  # grade in a container of this image instead of here
+    waive_isolation: str = ""  # who waived it: hidden checks may then run where student code could read them
 
 
 def grade_notebook(
@@ -79,9 +81,11 @@ def grade_notebook(
         on_assignment(path, assignment.name, how)
     try:
         return _grade(submission, assignment, options, started)
+    except IsolationRefusedError as error:  # the machine's fault, said as it is
+        return _unfinished(path, assignment.name, "error", str(error), submission.sha256)
     except Exception as error:  # one submission's failure must not stop a batch
         reason = f"the grader failed on this submission: {type(error).__name__}: {error}"
-        return _unfinished(path, assignment.name, "error", reason, submission.sha256)
+        return _unfinished(path, assignment.name, "error", reason, submission.sha256, traceback.format_exc())
 
 
 def _grade(submission: Submission, assignment: Assignment, options: GradingOptions, started: float) -> SubmissionResult:
@@ -96,27 +100,41 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
     if config.links or config.kaggle_inputs:
         assets.require()
     context_thresholds = config.thresholds.get(assets.kind, {})
-    with open_workspace(config) as workspace:
+    hidden_material = [] if options.public_only else [assignment.solution_dir.parent, assets.hidden]
+    waiver = options.waive_isolation or ("AUTOGRADER_WAIVE_ISOLATION=1" if _waived_by_environment() else "")
+    with open_workspace(config, hidden_material=hidden_material, waiver=waiver) as workspace:
+        isolation = workspace.isolation
         _provide_files(assignment, workspace.workdir)
         _link_assets(config.links, assets, workspace)
         with executed_notebook(submission.notebook, workspace=workspace, config=config) as (report, student):
             checks_started = time.monotonic()
-            failure = _environment_failure(report)
+            cells = submission.notebook.cells
+            gpu_use = GpuUse.of([_source(cell) if cell.get("cell_type") == "code" else None for cell in cells])
+            failure = _environment_failure(report, gpu_use)
             context = CheckContext(
                 workdir=workspace.workdir,
                 assets=assets,
                 thresholds=context_thresholds,
-                cell_sources=tuple(_source(cell) for cell in submission.notebook.cells),
+                cell_sources=tuple(_source(cell) for cell in cells),
                 environment_cell=failure[0] if failure else None,
+                gpu_use=gpu_use,
             )
-            outcomes = run_checks(files, student, environment_failure=failure[1] if failure else None, context=context)
+            outcomes = run_checks(
+                files,
+                student,
+                environment_failure=failure[1] if failure else None,
+                context=context,
+                budget_s=config.checks_budget_s,
+            )
             checks_s = time.monotonic() - checks_started
             curves = _curves(student, config.curves)
     sheet = score_outcomes(outcomes, config.questions)
+    unloaded = unloaded_check_files(outcomes)
     return SubmissionResult(
         submission=str(submission.path),
         assignment=assignment.name,
-        status="graded",
+        status="error" if unloaded else "graded",  # the grader's fault: not a grade, whatever the rest scored
+        reason=_unloaded_reason(unloaded),
         score=sheet.score,
         max_score=sheet.max_score,
         bonus=sheet.bonus,
@@ -137,6 +155,7 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
         submission_sha256=submission.sha256,
         grader_version=grader_version(),
         graded_at=_now(),
+        isolation=isolation,
     )
 
 
@@ -189,12 +208,23 @@ def _provide_files(assignment: Assignment, workdir: Path) -> None:
         os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
-def _environment_failure(report: ExecutionReport) -> tuple[int, str] | None:
-    """The first cell that failed for the grading machine's lack (no GPU), and how."""
+def _environment_failure(report: ExecutionReport, gpu_use: GpuUse) -> tuple[int, str] | None:
+    """The first cell that failed for the grading machine's lack (no GPU, and
+    the cell's code uses CUDA), and how."""
     for error in report.cell_errors:
-        if is_environment_failure(f"{error.exception}: {error.message}"):
+        if blames_machine(f"{error.exception}: {error.message}", code_uses_gpu=error.cell_index in gpu_use.cells):
             return error.cell_index, f"cell {error.cell_index} ({error.exception}: {error.message[:120]})"
     return None
+
+
+def _unloaded_reason(files: list[str]) -> str:
+    if not files:
+        return ""
+    return (
+        f"the grader's check {'file' if len(files) == 1 else 'files'} {', '.join(files)} could not be loaded,"
+        " so this submission is not fully graded"
+        " (the other check files ran); your instructor has the details"
+    )
 
 
 def _source(cell: NotebookNode) -> str:
@@ -202,7 +232,13 @@ def _source(cell: NotebookNode) -> str:
     return "".join(source) if isinstance(source, list) else str(source)
 
 
-def _unfinished(path: Path, assignment: str | None, status: str, reason: str, sha256: str = "") -> SubmissionResult:
+def _waived_by_environment() -> bool:
+    return os.environ.get("AUTOGRADER_WAIVE_ISOLATION") == "1"
+
+
+def _unfinished(
+    path: Path, assignment: str | None, status: str, reason: str, sha256: str = "", grader_traceback: str = ""
+) -> SubmissionResult:
     return SubmissionResult(
         submission=str(path),
         assignment=assignment,
@@ -212,6 +248,7 @@ def _unfinished(path: Path, assignment: str | None, status: str, reason: str, sh
         submission_sha256=sha256,
         grader_version=grader_version(),
         graded_at=_now(),
+        grader_traceback=grader_traceback,
     )
 
 

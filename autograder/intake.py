@@ -14,8 +14,9 @@ import nbformat
 from nbformat import NotebookNode
 
 from autograder.errors import NotANotebookError
+from autograder.staging import MAX_FILE_BYTES, read_regular
 
-MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+MAX_NOTEBOOK_BYTES = MAX_FILE_BYTES
 MAX_CELLS = 5_000
 MAX_CELL_SOURCE = 1_000_000  # characters; real cells are a few thousand
 _SUPPORTED_MAJOR = 4
@@ -32,7 +33,9 @@ class Submission:
 
 
 def read_submission(path: Path) -> Submission:
-    """Read `path` as a notebook or raise `NotANotebookError` saying why not."""
+    """Read `path` as a notebook or raise `NotANotebookError` saying why not.
+    `path` is opened as given except its last part, which is never followed:
+    batches hand in staged copies (staging.py), single files their own path."""
     raw = _read_bytes(path)
     text = _decode(path, raw)
     document = _parse_json(path, text)
@@ -86,16 +89,15 @@ def clean_copy(path: Path, cells: list[Any]) -> NotebookNode:
 
 
 def _read_bytes(path: Path) -> bytes:
-    if path.is_dir():
-        raise NotANotebookError(path, "is a directory, not a notebook file")
-    if not path.exists():
-        raise NotANotebookError(path, "no such file")
-    size = path.stat().st_size
-    if size == 0:
+    """The file's bytes under staging's rule: the file itself never a link, a
+    FIFO or a device, and never more read than the cap plus one byte."""
+    try:
+        raw = read_regular(path, limit=MAX_NOTEBOOK_BYTES)
+    except NotANotebookError as error:
+        raise NotANotebookError(path, error.reason) from None
+    if not raw:
         raise NotANotebookError(path, "the file is empty")
-    if size > MAX_NOTEBOOK_BYTES:
-        raise NotANotebookError(path, f"{size} bytes is more than the {MAX_NOTEBOOK_BYTES} allowed")
-    return path.read_bytes()
+    return raw
 
 
 def _decode(path: Path, raw: bytes) -> str:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import io
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autograder.assets import FASHION, INTEL, SCENES, AssetStore, read_idx, weights_enum, weights_file
-from autograder.errors import AssetError
+from autograder.errors import AssetError, NotANotebookError
+from autograder.staging import LINK, read_inside
 
 MAX_FIGURE_BYTES = 20 * 1024 * 1024
 MAX_FIGURE_PIXELS = 40_000_000
@@ -112,37 +111,22 @@ class FigureProblem(AssertionError):
 
 
 def read_figure(workdir: Path, relative: str) -> Figure:
-    """Open a file the notebook wrote, inside `workdir`, never following a
-    symbolic link (student code could point one at the grader's files), with
-    size limits on the file and on the decoded image."""
+    """Open a file the notebook wrote, inside `workdir`, under staging's rule:
+    no symbolic link followed (student code could point one at the grader's
+    files), no FIFO or device waited on (it is `fstat`ed before it is read),
+    at most the size limit read; and a limit on the decoded image."""
     from PIL import Image
 
     parts = Path(relative).parts
     if not parts or any(part in ("..", "/") for part in parts):
         raise FigureProblem(relative, f"`{relative}` is not a path inside the working folder")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    folder = os.open(workdir, flags | os.O_DIRECTORY)
     try:
-        for part in parts[:-1]:
-            try:
-                inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=folder)
-            except OSError as error:
-                raise FigureProblem(relative, f"`{relative}` was not written (no folder `{part}`)") from error
-            os.close(folder)
-            folder = inner
-        try:
-            handle = os.open(parts[-1], flags, dir_fd=folder)
-        except OSError as error:
-            raise FigureProblem(relative, f"`{relative}` was not written by the notebook") from error
-    finally:
-        os.close(folder)
-    with os.fdopen(handle, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise FigureProblem(relative, f"`{relative}` is not a regular file")
-        if info.st_size > MAX_FIGURE_BYTES:
-            raise FigureProblem(relative, f"`{relative}` is larger than {MAX_FIGURE_BYTES // 2**20} MiB")
-        data = file.read(MAX_FIGURE_BYTES + 1)
+        data = read_inside(workdir, relative, limit=MAX_FIGURE_BYTES)
+    except NotANotebookError as error:
+        if "no such file" in error.reason or LINK in error.reason:  # nothing the notebook wrote is there
+            said = "" if error.reason == "no such file" else f" ({error.reason})"
+            raise FigureProblem(relative, f"`{relative}` was not written by the notebook{said}") from None
+        raise FigureProblem(relative, f"`{relative}` is {error.reason}") from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_FIGURE_PIXELS:

@@ -1,6 +1,6 @@
 """Rendering results for people: the instructor's table and the student's self-check.
 
-Everything about how a result looks lives here; grading code never prints.
+Everything about how a result looks in a terminal lives here; grading code never prints.
 """
 
 from __future__ import annotations
@@ -9,27 +9,44 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from autograder.batch import BatchItem
 from autograder.results import CheckOutcome, SubmissionResult
+from autograder.safe_text import plain_text
 
+# Student-derived strings (file names, names, reasons, messages) enter the terminal
+# only as `Text` made by `_said` or `_lines`: never parsed as rich markup or emoji,
+# and with control characters (escape sequences, bidi overrides) made visible.
 _MARKS = {
-    "passed": "[green]✔[/]",
-    "failed": "[red]✘[/]",
-    "error": "[magenta]![/]",
-    "not-run": "[yellow]-[/]",
-    "environment": "[cyan]⚙[/]",
+    "passed": ("✔", "green"),
+    "failed": ("✘", "red"),
+    "error": ("!", "magenta"),
+    "not-run": ("-", "yellow"),
+    "environment": ("⚙", "cyan"),
 }
+
+
+def _said(text: str, style: str = "") -> Text:
+    """One line of untrusted text, shown as it is."""
+    return Text(plain_text(text, one_line=True), style=style)
+
+
+def _lines(text: str) -> Text:
+    """Untrusted text that may keep its line breaks (inside a table cell)."""
+    return Text(plain_text(text))
 
 
 def render_grade(result: SubmissionResult, console: Console) -> None:
     """The full grading view: one row per question, failures with their reasons."""
     if result.status != "graded":
-        console.print(f"[bold]{escape(result.submission)}[/]: [red]{result.status}[/]: {escape(result.reason)}")
+        console.print(
+            Text.assemble(_said(result.submission, "bold"), ": ", (result.status, "red"), ": ", _said(result.reason))
+        )
         return
-    table = Table(title=f"{escape(result.submission)} [dim]({result.assignment})[/]", title_justify="left")
+    title = Text.assemble(_said(result.submission), _said(f" ({result.assignment})", "dim"))
+    table = Table(title=title, title_justify="left")
     table.add_column("question")
     table.add_column("score", justify="right")
     table.add_column("what went wrong", overflow="fold")
@@ -38,13 +55,14 @@ def render_grade(result: SubmissionResult, console: Console) -> None:
         points = f"{question.score:g}/{question.max_score:g}"
         if question.bonus_max:
             points += f" (+{question.bonus:g}/{question.bonus_max:g} bonus)"
-        table.add_row(f"{question.question} {escape(question.title)}", points, _reasons(failures))
+        table.add_row(_said(f"{question.question} {question.title}"), Text(points), _reasons(failures))
     console.print(table)
     if result.answers:
-        marks = "  ".join(
-            f"{q} {'[green]yes[/]' if present else '[yellow]no[/]'}" for q, present in result.answers.items()
-        )
-        console.print(f"written answers (not scored, for a mentor to read): {marks}")
+        marks = Text("written answers (not scored, for a mentor to read): ")
+        for index, (answered, present) in enumerate(result.answers.items()):
+            marks.append_text(Text.assemble("  " if index else "", _said(answered), " "))
+            marks.append(*(("yes", "green") if present else ("no", "yellow")))
+        console.print(marks)
     _render_execution(result, console)
     bonus = f"  bonus {result.bonus:g}/{result.bonus_max:g}" if result.bonus_max else ""
     seconds = result.timings.get("total_s", 0.0)
@@ -66,13 +84,19 @@ def render_students(results: Sequence[SubmissionResult], console: Console) -> No
         score, most = sum(r.score for r in mine), sum(r.max_score for r in mine)
         bonus = sum(r.bonus for r in mine)
         extra = f" (+{bonus:g} bonus)" if bonus else ""
-        console.print(f"[bold]{escape(student)}[/]: {score:g}/{most:g}{extra}  [dim]({'; '.join(parts)})[/]")
+        console.print(
+            Text.assemble(
+                _said(student, "bold"), f": {score:g}/{most:g}{extra}  ", _said(f"({'; '.join(parts)})", "dim")
+            )
+        )
 
 
 def render_self_check(result: SubmissionResult, console: Console) -> None:
     """The student's view: public checks only, pass or fail per question, with a hint."""
     if result.status != "graded":
-        console.print(f"[red]Could not check {escape(result.submission)}[/]: {escape(result.reason)}")
+        console.print(
+            Text.assemble(("Could not check ", "red"), _said(result.submission, "red"), ": ", _said(result.reason))
+        )
         return
     for question in result.questions:
         mine = [c for c in result.checks if c.question == question.question and c.visibility == "public"]
@@ -80,9 +104,9 @@ def render_self_check(result: SubmissionResult, console: Console) -> None:
             continue
         failing = [c for c in mine if c.status != "passed"]
         mark = _MARKS["failed"] if failing else _MARKS["passed"]
-        console.print(f"{mark} {question.question} {escape(question.title)}")
+        console.print(Text.assemble(mark, " ", _said(f"{question.question} {question.title}")))
         for check in failing:
-            console.print(f"    [dim]hint:[/] {escape(check.message or 'not right yet')}")
+            console.print(Text.assemble("    ", ("hint:", "dim"), " ", _said(check.message or "not right yet")))
     _render_execution(result, console)
     public = [c for c in result.checks if c.visibility == "public"]
     passed = sum(c.status == "passed" for c in public)
@@ -102,14 +126,16 @@ def render_batch(items: Sequence[BatchItem], console: Console) -> None:
         score = f"{result.score:g}/{result.max_score:g}" if result.status == "graded" else ""
         status = result.status if result.status == "graded" else f"{result.status}: {result.reason[:80]}"
         table.add_row(
-            escape(item.entry.name or item.entry.student), escape(item.entry.path.name), score, escape(status)
+            _said(item.entry.name or item.entry.student), _said(item.entry.path.name), Text(score), _said(status)
         )
     console.print(table)
 
 
-def _reasons(failures: list[CheckOutcome]) -> str:
-    lines = [f"{_MARKS.get(c.status, '?')} {escape(c.message or c.name)}" for c in failures]
-    return "\n".join(dict.fromkeys(lines))
+def _reasons(failures: list[CheckOutcome]) -> Text:
+    lines = dict.fromkeys((c.status, c.message or c.name) for c in failures)
+    return Text("\n").join(
+        Text.assemble(_MARKS.get(status, ("?", "")), " ", _lines(message)) for status, message in lines
+    )
 
 
 def _render_execution(result: SubmissionResult, console: Console) -> None:
@@ -118,7 +144,13 @@ def _render_execution(result: SubmissionResult, console: Console) -> None:
         return
     for error in execution.cell_errors:
         console.print(
-            f"[yellow]cell {error.cell_index}[/] {error.kind}: {escape(error.exception)}: {escape(error.message[:200])}"
+            Text.assemble(
+                (f"cell {error.cell_index}", "yellow"),
+                f" {error.kind}: ",
+                _said(error.exception),
+                ": ",
+                _said(error.message[:200]),
+            )
         )
     if execution.status != "completed":
         console.print(

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from autograder.safe_text import json_document
+
 SCHEMA_VERSION = 1
 
 CheckStatus = Literal["passed", "failed", "error", "not-run", "environment"]
@@ -20,7 +22,9 @@ Visibility = Literal["public", "hidden"]
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One check's verdict. `message` is written for the student."""
+    """One check's verdict. `message` is written for the student; `grader_traceback`
+    (a check file that did not load, a check that raised) is for the instructor
+    only and no student-facing report shows it."""
 
     question: str
     name: str
@@ -30,6 +34,7 @@ class CheckOutcome:
     max_score: float
     bonus: bool = False
     message: str = ""
+    grader_traceback: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,14 @@ class SubmissionResult:
     submission_sha256: str = ""
     grader_version: str = ""
     graded_at: str = ""
+    grader_traceback: str = ""  # instructor only: where the grader itself failed on this submission
+    assignment_chosen_by: str = ""  # how `assignment` was told: "from the file name '...'", "as asked with -a"
+    isolation: str = ""  # how the kernel was isolated: namespaces, container, user (a fresh uid only), none; and why
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False)
+        """Always writable as UTF-8: a lone surrogate (an undecodable file name) is a `\\u` escape."""
+        return json_document(json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False))
 
     @classmethod
     def from_json(cls, text: str) -> SubmissionResult:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import glob
 import json
@@ -29,17 +30,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from autograder.assets import default_store
 from autograder.config import AssignmentConfig
+from autograder.errors import AutograderError
 
 _ENTRY = Path(__file__).with_name("sandbox_entry.py")
 _FORKSERVER = Path(__file__).with_name("forkserver.py")
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_CGROUP_ROOT = Path(os.environ.get("AUTOGRADER_CGROUP_ROOT", "/sys/fs/cgroup"))  # elsewhere: a host without v1
 _CONTROLLERS = ("memory", "pids")  # required
 _CPU = "cpu"  # where the host has it: each submission's share of the cores (cpu.shares), not the processes' count
 _SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
@@ -51,6 +53,7 @@ _DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"
 _GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps")
 ASSETS_VIEW = Path("/assets")  # where the public assets appear to a sandboxed kernel, whatever their host path
 _NAMESPACES = ("unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
+_OWNER = "owner"  # in each sandbox and fork-server folder: "PID START_TIME" of the grader process it belongs to
 _LIVE: dict[int, Callable[[], None]] = {}  # uid -> the tear-down of a sandbox open in this process
 _GPU_SETTINGS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "LD_LIBRARY_PATH")
 _KERNEL = ("-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False")
@@ -73,38 +76,151 @@ class Workspace:
     runtime: Path
     launch: KernelLaunch
     assets: Path | None = None  # the public assets as the kernel sees them; None: at their host path
+    isolation: str = ""  # which runner, and why nothing stronger: recorded in the result
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Which runner this machine gives a kernel, and why nothing stronger."""
+
+    kind: str  # "namespaces" (the full sandbox), "container", "user" (a fresh uid only), "none"
+    reason: str = ""  # why not the full sandbox, in the machine's own terms
+
+
+def isolation_here() -> Isolation:
+    """The strongest isolation this machine can build, with the real reason for anything less."""
+    from autograder.container import in_container  # container.py imports this module
+
+    if in_container():
+        return Isolation("container")
+    missing = [
+        why
+        for failed, why in (
+            (sys.platform != "linux", f"not Linux ({sys.platform})"),
+            (os.geteuid() != 0, "not root"),
+            (shutil.which("unshare") is None, "no unshare(1)"),
+            (
+                not all((_CGROUP_ROOT / c).is_dir() for c in _CONTROLLERS),
+                f"no cgroup v1 memory and pids controllers under {_CGROUP_ROOT}",
+            ),
+            (os.environ.get("AUTOGRADER_NO_SANDBOX") == "1", "AUTOGRADER_NO_SANDBOX=1"),
+        )
+        if failed
+    ]
+    if not missing:
+        return Isolation("namespaces")
+    if sys.platform == "linux" and os.geteuid() == 0 and os.environ.get("AUTOGRADER_NO_SANDBOX") != "1":
+        return Isolation("user", "; ".join(missing))
+    return Isolation("none", "; ".join(missing))
 
 
 def sandbox_available() -> bool:
     """True where the full sandbox can be built: root on Linux with cgroup v1 memory and pids."""
-    return (
-        sys.platform == "linux"
-        and os.geteuid() == 0
-        and shutil.which("unshare") is not None
-        and all((_CGROUP_ROOT / c).is_dir() for c in _CONTROLLERS)
-        and os.environ.get("AUTOGRADER_NO_SANDBOX") != "1"
-    )
+    return isolation_here().kind == "namespaces"
+
+
+class IsolationRefusedError(AutograderError, PermissionError):
+    """Hidden material would sit within reach of the student's code: refused
+    unless the instructor waives isolation by name."""
+
+    exit_code = 1
 
 
 @contextlib.contextmanager
-def open_workspace(config: AssignmentConfig) -> Iterator[Workspace]:
-    """A fresh workspace for one submission, sandboxed where possible; removed on exit."""
-    from autograder.container import container_workspace, in_container  # container.py imports this module
+def open_workspace(
+    config: AssignmentConfig, *, hidden_material: Sequence[Path] = (), waiver: str = ""
+) -> Iterator[Workspace]:
+    """A fresh workspace for one submission, isolated as strongly as this machine
+    allows; removed on exit. `hidden_material` (solutions, hidden assets) must be
+    out of the kernel's reach: where the isolation cannot promise that, this
+    refuses unless `waiver` names who waived it."""
+    from autograder.container import container_workspace  # container.py imports this module
 
-    if in_container():  # inside the grading image, where the container is the sandbox
+    isolation = isolation_here()
+    if isolation.kind == "container":  # inside the grading image, where the container is the sandbox
         with container_workspace(config, kernel_env=_kernel_env, kernel=_KERNEL) as workspace:
-            yield workspace
-        return
-    if sandbox_available():
+            yield dataclasses.replace(workspace, isolation="container")
+    elif isolation.kind == "namespaces":
         with _sandboxed(config) as workspace:
-            yield workspace
+            yield dataclasses.replace(workspace, isolation="namespaces")
     else:
-        with tempfile.TemporaryDirectory(prefix="autograder-") as scratch:
-            root = Path(scratch)
-            (root / "work").mkdir()
-            (root / "runtime" / "ipython").mkdir(parents=True)
-            env = _kernel_env(root / "work", root / "runtime", tmp=Path(tempfile.gettempdir()))
-            yield Workspace(root / "work", root / "runtime", KernelLaunch((sys.executable, *_KERNEL), env))
+        exposed = [str(p) for p in hidden_material if isolation.kind == "none" or _reachable_by_others(p)]
+        if exposed and not waiver:
+            raise IsolationRefusedError(_refusal(isolation, exposed))
+        noted = f"; waived: {waiver}" if exposed else ""
+        runner = _unprivileged if isolation.kind == "user" else _unisolated
+        with runner(config, f"{isolation.kind} ({isolation.reason}{noted})") as workspace:
+            yield workspace
+
+
+def _refusal(isolation: Isolation, exposed: list[str]) -> str:
+    if isolation.kind == "user":
+        return (
+            f"the sandbox cannot be built here ({isolation.reason}) and the kernel would run as another user "
+            f"who can read {', '.join(exposed)}: make that root's alone (chmod -R go-rwx), "
+            "or waive isolation with --waive-isolation"
+        )
+    return (
+        f"hidden checks would run beside the student's unsandboxed code ({isolation.reason}), which can read "
+        f"{', '.join(exposed)}: grade as root on Linux or in the image (--docker), or waive isolation with "
+        "--waive-isolation"
+    )
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user with no rights of its own could list or read `path`."""
+    import stat
+
+    path = path.resolve()
+    if not path.exists():
+        return False
+    for folder in [*reversed(path.parents), path][:-1]:
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            return False
+    return bool(path.stat().st_mode & stat.S_IROTH)
+
+
+@contextlib.contextmanager
+def _unisolated(config: AssignmentConfig, description: str) -> Iterator[Workspace]:
+    """Not root (a student self-checking): the kernel runs as the user. It is the
+    student's own code on the student's own machine."""
+    with tempfile.TemporaryDirectory(prefix="autograder-") as scratch:
+        root = Path(scratch)
+        (root / "work").mkdir()
+        (root / "runtime" / "ipython").mkdir(parents=True)
+        env = _kernel_env(root / "work", root / "runtime", tmp=Path(tempfile.gettempdir()))
+        launch = KernelLaunch((sys.executable, *_KERNEL), env, sandbox=description)
+        yield Workspace(root / "work", root / "runtime", launch, isolation=description)
+
+
+@contextlib.contextmanager
+def _unprivileged(config: AssignmentConfig, description: str) -> Iterator[Workspace]:
+    """Root, but no namespaces or cgroups (a cgroup-v2-only host, Gradescope's
+    runner): the kernel gets a fresh uid with no groups, rlimits, no_new_privs and
+    a clean environment, in 0700 folders of its own; everything of that uid is
+    killed when the submission ends."""
+    uid = 200_000 + secrets.randbelow(1_000_000_000)
+    with tempfile.TemporaryDirectory(prefix="autograder-user-") as scratch:
+        workdir, runtime = Path(scratch) / "work", Path(scratch) / "runtime"
+        for folder in (workdir, runtime, runtime / "ipython", runtime / "matplotlib"):
+            folder.mkdir(mode=0o700)
+            os.chown(folder, uid, uid)
+        Path(scratch).chmod(0o711)
+        spec = {
+            "uid": uid,
+            "workdir": str(workdir),
+            "cpu_seconds": int(config.notebook_timeout_s * 2 + 120),
+            "file_bytes": config.scratch_mb * 1024 * 1024,
+            "processes": config.processes,
+            "env": _kernel_env(workdir, runtime, tmp=runtime),
+        }
+        entry = Path(__file__).with_name("container_entry.py")  # the same privilege drop as in the image
+        argv = (sys.executable, "-I", str(entry), json.dumps(spec), "--", sys.executable, *_KERNEL)
+        launch = KernelLaunch(argv, {}, sandbox=f"uid {uid}, {description}")
+        try:
+            yield Workspace(workdir, runtime, launch, isolation=description)
+        finally:
+            _kill_all([], uid)
 
 
 def usable_cores() -> int:
@@ -169,9 +285,10 @@ def _kernel_env(workdir: Path, runtime: Path, *, tmp: Path, assets: Path | None 
 @contextlib.contextmanager
 def _sandboxed(config: AssignmentConfig) -> Iterator[Workspace]:
     uid = 200_000 + secrets.randbelow(1_000_000_000)
-    base = Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes"))
+    base = _sandbox_base()
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o711)
+    remove_leftovers_of_dead_graders()
     home = base / f"s{uid}"
     workdir, runtime, root = home / "work", home / "runtime", home / "root"
     controllers = [*_CONTROLLERS, *([_CPU] if (_CGROUP_ROOT / _CPU / "cpu.shares").exists() else [])]
@@ -179,6 +296,7 @@ def _sandboxed(config: AssignmentConfig) -> Iterator[Workspace]:
     _LIVE[uid] = functools.partial(_tear_down, uid, cgroups, home)
     try:
         home.mkdir(mode=0o711)
+        _claim(home)  # before anything else is made: a sandbox with no live owner is a leftover
         for folder, size in ((workdir, config.scratch_mb), (runtime, 64)):  # capped: nothing lands on the host's disk
             folder.mkdir(mode=0o700)
             _mount_tmpfs(folder, f"size={size}m,mode=0700,uid={uid},gid={uid}")
@@ -251,7 +369,7 @@ def _python_folders(already: list[str]) -> list[str]:
     """The interpreter, its standard library and site-packages: the environment's
     own folders, never a source folder an editable install points at."""
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages()}
-    folders = []
+    folders: list[str] = []
     for folder in sorted(os.path.realpath(c) for c in candidates):
         if os.path.isdir(folder) and not _covered(folder, [*already, *folders]):
             folders.append(folder)
@@ -277,6 +395,63 @@ def _mount_tmpfs(folder: Path, options: str) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options},nosuid,nodev", "tmpfs", str(folder)], check=True)
 
 
+def _sandbox_base() -> Path:
+    return Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes"))
+
+
+def _claim(folder: Path) -> None:
+    """Mark `folder` as this process's: its pid and start time (pids are reused)."""
+    (folder / _OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid())}")
+
+
+def _start_time(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command's name
+
+
+def _owned_by_the_living(folder: Path) -> bool:
+    """True while the process that claimed `folder` runs; a folder being made
+    right now (no record yet) counts as alive for a minute."""
+    try:
+        pid, _, started = (folder / _OWNER).read_text().partition(" ")
+    except OSError:
+        with contextlib.suppress(OSError):
+            return time.time() - folder.stat().st_mtime < 60
+        return False
+    return pid.isdigit() and started == _start_time(int(pid))
+
+
+def remove_leftovers_of_dead_graders() -> None:
+    """What graders killed outright (SIGKILL, the OOM killer) left behind:
+    their sandboxes' processes, mounts, cgroups and folders, their fork servers'
+    folders. A live grader's, a concurrent one's included, are never touched."""
+    base = _sandbox_base()
+    controllers = [*_CONTROLLERS, _CPU]
+    for home in base.glob("s[0-9]*"):
+        if home.name[1:].isdigit() and not _owned_by_the_living(home):
+            cgroups = [_CGROUP_ROOT / c / "autograder" / home.name for c in controllers]
+            _tear_down(int(home.name[1:]), [c for c in cgroups if c.is_dir()], home)
+    for controller in controllers:  # a cgroup outlives its folder when its grader died tearing down
+        for cgroup in (_CGROUP_ROOT / controller / "autograder").glob("s[0-9]*"):
+            # empty and old only: a grader with another AUTOGRADER_SANDBOX_DIR keeps its folders elsewhere
+            if not (base / cgroup.name).exists() and not _members(cgroup) and _older_than(cgroup, 60):
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
+    for folder in base.parent.glob("forkserver-*"):
+        if not _owned_by_the_living(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
+
+
 def _tear_down(uid: int, cgroups: list[Path], home: Path) -> None:
     """Stop everything of the sandbox's user and remove what the sandbox made
     (done again, it finds nothing left to do)."""
@@ -298,9 +473,11 @@ class _ForkServer:
     _failed: str | None = None
 
     def __init__(self) -> None:
-        base = Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes")).parent
+        base = _sandbox_base().parent
         base.mkdir(parents=True, exist_ok=True)
+        remove_leftovers_of_dead_graders()
         self.folder = Path(tempfile.mkdtemp(prefix="forkserver-", dir=base))  # 0700, root's
+        _claim(self.folder)
         self.socket = self.folder / "socket"
         env = _clean_env(home=self.folder, tmp=Path("/tmp"))
         self.process = subprocess.Popen(

@@ -65,9 +65,12 @@ def _bind(source: str, target: str, *, writable: bool = False, devices: bool = F
 
 def _build_root(spec: dict[str, Any]) -> None:
     """The kernel's file system, from the spec's lists alone, at spec["root"]."""
-    root = spec["root"]
+    root: str = spec["root"]
     _tmpfs(root, "size=16m,mode=0755")
-    inside = lambda path: root + path  # noqa: E731  (every path in the spec is absolute)
+
+    def inside(path: str) -> str:  # every path in the spec is absolute
+        return root + path
+
     for path in spec["read_only"]:
         _bind(path, inside(path))
     for link, target in spec["symlinks"].items():

@@ -12,12 +12,27 @@ real weights and datasets, for machines with no network (tests, CI, here).
   class (a random network gives a near-uniform softmax whose top-1 flips with
   any preprocessing change). Both documented preprocessing pipelines are used
   in the fit, so either gives the same winner.
+
+The public part (weights, train splits, the public test splits) comes from a
+fixed seed, so every machine, a student's included, makes the same files. The
+hidden part (the Intel holdout, the rest of the FashionMNIST test split) is
+drawn by the same code from a seed derived from a random secret made on the
+first synth and kept in `hidden/` (root's alone, like the images it makes):
+the shipped code and seed cannot regenerate it. A re-synth reuses the secret;
+deleting `hidden/` (or passing a new secret) makes a new hidden set. The set
+id carries a hash of the secret (never the secret), so caches keyed on it
+tell hidden sets apart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import secrets
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,8 +40,13 @@ import numpy as np
 from autograder.assets import FASHION, INTEL, MODELS, SCENES, AssetStore, seal, weights_enum, weights_file, write_idx
 from autograder.assets import write_manifest as _write_manifest
 
-SET_ID = "stand-in-1"  # change when the generated files change: batch caches key on it
-SEED = 20261128
+SET_ID = "stand-in-2"  # change when the generated files change: batch caches key on it (with the secret's hash)
+SEED = 20261128  # the public part's; the hidden part's seed comes from the store's secret
+SECRET_FILE = "stand-in-secret"  # in hidden/: 32 random bytes
+SECRET_BYTES = 32
+# domain tags: the seed and the set id are different hashes of the secret
+_SEED_TAG = b"autograder stand-in hidden split\0"
+_ID_TAG = b"autograder stand-in set id\0"
 COUNTS = {"seg_train": 60, "seg_test": 30, "holdout": 12}  # images per scene class
 _FIT_PER_CLASS = 24  # seg_train images per class the weights are fitted on (time: efficientnet is slow on CPU)
 FASHION_COUNTS = {"train": 2000, "test-public": 500, "test-hidden": 1000}
@@ -53,28 +73,93 @@ _PHOTOS = {
 }
 
 
-def synth(store: AssetStore, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write the whole stand-in set into `store` and return what the fit achieved."""
+def synth(store: AssetStore, *, secret: bytes | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write the whole stand-in set into `store` and return what the fit achieved.
+    The hidden part is drawn from `secret`, by default the store's own (made on
+    first use)."""
     import torch
 
-    rng = np.random.default_rng(SEED)
-    log("stand-in Intel scenes (150x150 JPEGs from scikit-image photographs)")
-    scenes = _write_scenes(store, rng)
-    log("stand-in FashionMNIST (IDX files)")
-    _write_fashion(store, rng)
+    if secret is None:
+        secret = store_secret(store)
+    else:
+        save_secret(store, secret)
+    log("stand-in Intel scenes (150x150 JPEGs from scikit-image photographs) and FashionMNIST (IDX files)")
+    fit = write_public_part(store)
+    held_out = write_hidden_part(store, secret)
     quality: dict[str, Any] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, min(4, threads)))
     try:
         for index, model in enumerate(MODELS):
             log(f"stand-in weights {model}")
-            quality[model] = _write_weights(store, model, scenes, seed=SEED + index)
+            quality[model] = _write_weights(store, model, fit, held_out, seed=SEED + index)
     finally:
         torch.set_num_threads(threads)
     parts = {name: "stand-in" for name in (*MODELS, FASHION, INTEL)}
-    _write_manifest(store, kind="stand-in", set_id=SET_ID, parts=parts, quality=quality)
+    _write_manifest(store, kind="stand-in", set_id=set_identity(secret), parts=parts, quality=quality)
     seal(store)
     return quality
+
+
+def write_public_part(store: AssetStore) -> list[tuple[Any, int]]:
+    """The public images, the same on every machine; returns those the weights are fitted on."""
+    rng = np.random.default_rng(SEED)
+    splits = {
+        "seg_train": (store.public / INTEL / "seg_train" / "seg_train", _FIT_PER_CLASS),
+        "seg_test": (store.public / INTEL / "seg_test" / "seg_test", 0),
+    }
+    fit = _write_scenes(splits, rng)
+    public = store.public / FASHION / "FashionMNIST" / "raw"
+    _write_fashion(public / "train", FASHION_COUNTS["train"], rng)
+    _write_fashion(public / "t10k", FASHION_COUNTS["test-public"], rng)
+    return fit
+
+
+def write_hidden_part(store: AssetStore, secret: bytes) -> list[tuple[Any, int]]:
+    """The grader's held-out images, drawn from `secret`; returns the Intel ones
+    (the weights' fit is judged on them)."""
+    if len(secret) != SECRET_BYTES:
+        raise ValueError(f"a stand-in secret is {SECRET_BYTES} bytes, not {len(secret)}")
+    digest = hashlib.sha256(_SEED_TAG + secret).digest()
+    rng = np.random.default_rng(np.random.SeedSequence(int.from_bytes(digest, "big")))
+    held_out = _write_scenes({"holdout": (store.hidden / INTEL / "holdout", COUNTS["holdout"])}, rng)
+    _write_fashion(store.hidden / FASHION / "FashionMNIST" / "raw" / "t10k", FASHION_COUNTS["test-hidden"], rng)
+    return held_out
+
+
+def set_identity(secret: bytes) -> str:
+    """The set id: the generator's version and a hash of the secret that names the
+    hidden part without revealing it (a different hash from the one seeding it)."""
+    return f"{SET_ID}-{hashlib.sha256(_ID_TAG + secret).hexdigest()[:12]}"
+
+
+def store_secret(store: AssetStore) -> bytes:
+    """The secret in `store`'s hidden part, made there (root's alone, 0600 under
+    0700) on first use. It never ships: each store makes its own."""
+    path = store.hidden / SECRET_FILE
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        secret = b""
+    if len(secret) == SECRET_BYTES:
+        return secret
+    secret = secrets.token_bytes(SECRET_BYTES)
+    save_secret(store, secret)
+    return secret
+
+
+def save_secret(store: AssetStore, secret: bytes) -> None:
+    """Keep `secret` as the store's, so a later synth makes the same hidden part."""
+    if len(secret) != SECRET_BYTES:
+        raise ValueError(f"a stand-in secret is {SECRET_BYTES} bytes, not {len(secret)}")
+    store.hidden.mkdir(parents=True, exist_ok=True)
+    store.hidden.chmod(0o700)
+    path = store.hidden / SECRET_FILE
+    temporary = path.with_name(f".{SECRET_FILE}.{os.getpid()}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(secret)
+    temporary.replace(path)
 
 
 # --- scenes ---
@@ -105,29 +190,26 @@ def _scene_image(photo: np.ndarray, tint: tuple[float, float, float], rng: np.ra
     return Image.fromarray(pixels).resize((150, 150), Image.Resampling.BILINEAR)
 
 
-def _write_scenes(store: AssetStore, rng: np.random.Generator) -> dict[str, list[tuple[Any, int]]]:
-    """Writes every split; returns the images the weights are fitted and judged on."""
-    folders = {
-        "seg_train": store.public / INTEL / "seg_train" / "seg_train",
-        "seg_test": store.public / INTEL / "seg_test" / "seg_test",
-        "holdout": store.hidden / INTEL / "holdout",
-    }
-    kept: dict[str, list[tuple[Any, int]]] = {"seg_train": [], "holdout": []}
+def _write_scenes(splits: dict[str, tuple[Path, int]], rng: np.random.Generator) -> list[tuple[Any, int]]:
+    """Writes each split (name -> folder, images kept per class) afresh; returns
+    the kept (image, label) pairs."""
+    kept: list[tuple[Any, int]] = []
     number = 10_000
     for label, scene in enumerate(SCENES):
         name, tint = _PHOTOS[scene]
         photo = _photo(name)
-        for split, count in COUNTS.items():
-            folder = folders[split] / scene
-            folder.mkdir(parents=True, exist_ok=True)
-            for position in range(count):
+        for split, (root, keep) in splits.items():
+            folder = root / scene
+            shutil.rmtree(folder, ignore_errors=True)  # no image of an earlier set stays beside the new ones
+            folder.mkdir(parents=True)
+            for position in range(COUNTS[split]):
                 image = _scene_image(photo, tint, rng)
                 number += int(rng.integers(1, 40))  # Kaggle's names are sparse numbers
                 buffer = io.BytesIO()
                 image.save(buffer, format="JPEG", quality=90)
                 (folder / f"{number}.jpg").write_bytes(buffer.getvalue())
-                if split == "holdout" or (split == "seg_train" and position < _FIT_PER_CLASS):
-                    kept[split].append((image, label))
+                if position < keep:
+                    kept.append((image, label))
     return kept
 
 
@@ -187,22 +269,13 @@ def _garment(label: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(pixels + texture, 0, 255).astype(np.uint8)
 
 
-def _write_fashion(store: AssetStore, rng: np.random.Generator) -> None:
-    def split(count: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.arange(count) % 10
-        rng.shuffle(labels)
-        return np.stack([_garment(int(label), rng) for label in labels]), labels.astype(np.uint8)
-
-    public = store.public / FASHION / "FashionMNIST" / "raw"
-    hidden = store.hidden / FASHION / "FashionMNIST" / "raw"
-    for folder, prefix, count in (
-        (public, "train", FASHION_COUNTS["train"]),
-        (public, "t10k", FASHION_COUNTS["test-public"]),
-        (hidden, "t10k", FASHION_COUNTS["test-hidden"]),
-    ):
-        images, labels = split(count)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+def _write_fashion(prefix: Path, count: int, rng: np.random.Generator) -> None:
+    """`count` balanced, shuffled garments as `<prefix>-images-idx3-ubyte` and `-labels-idx1-ubyte`."""
+    labels = np.arange(count) % 10
+    rng.shuffle(labels)
+    images = np.stack([_garment(int(label), rng) for label in labels])
+    write_idx(prefix.with_name(f"{prefix.name}-images-idx3-ubyte"), images)
+    write_idx(prefix.with_name(f"{prefix.name}-labels-idx1-ubyte"), labels.astype(np.uint8))
 
 
 # --- weights ---
@@ -238,8 +311,9 @@ def _head(network: Any) -> tuple[Any, Any]:
 
 
 def _write_weights(
-    store: AssetStore, model: str, scenes: dict[str, list[tuple[Any, int]]], *, seed: int
+    store: AssetStore, model: str, train: list[tuple[Any, int]], held_out: list[tuple[Any, int]], *, seed: int
 ) -> dict[str, float]:
+    """Fitted on public images only, so the weights are the same for every secret."""
     import torch
     import torchvision.models
 
@@ -251,7 +325,6 @@ def _write_weights(
     def batch(images: list[tuple[Any, int]], pipeline: Any) -> Any:
         return torch.stack([pipeline(image) for image, _ in images])
 
-    train = scenes["seg_train"]
     with torch.no_grad():
         # batch-norm statistics measured on the stand-in images, as training would leave them
         for layer in network.modules():
@@ -267,7 +340,7 @@ def _write_weights(
     labels = torch.tensor([label for _, label in train] * len(pipelines))
     _fit(last, features, labels, categories)
     with torch.no_grad():
-        quality = _quality(body, last, batch, scenes["holdout"], pipelines, categories)
+        quality = _quality(body, last, batch, held_out, pipelines, categories)
     _restore_head(network, last)
     for layer in network.modules():
         if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):

@@ -6,6 +6,14 @@ self-contained: standard library at the top, torch and numpy imported lazily,
 nothing from the `autograder` package. Decoding never runs code: the tree is
 JSON and tensors come back through `torch.load(weights_only=True)`.
 
+Decoding is bounded before it allocates, because the other side may be hostile
+(the student's kernel can send any bytes it likes, not only what `pack` makes):
+the JSON may hold at most `MAX_CONTAINERS` lists and objects; the blob must be a
+zip of stored (uncompressed) records whose sizes, and the tree's declared shapes
+and dtypes, fit in `max_bytes`; each tensor loaded must be plain, contiguous and
+the sole owner of a storage exactly its size (no stride-0 `expand()`, no views
+into a shared storage), match its declaration, and be used once in the tree.
+
 Tags in the tree (every other JSON value stands for itself)::
 
     {"t": "tuple", "items": [...]}          {"t": "dict", "items": [[k, v], ...]}
@@ -28,7 +36,9 @@ from typing import Any
 MIME = "application/vnd.autograder.bridge+json"
 MAX_DEPTH = 24
 MAX_ITEMS = 200_000
+MAX_CONTAINERS = 4 * MAX_ITEMS  # JSON lists and objects in one text: each costs ~60 bytes when parsed
 REPR_LIMIT = 300
+_BLOB_RECORDS = MAX_ITEMS + 16  # a torch.save zip holds one record per storage and a few of its own
 
 
 class ValueTooLarge(Exception):
@@ -52,9 +62,11 @@ class Encoder:
     """Turns a value into (tree, tensors); used in the kernel for results and
     in the grader for a check's arguments."""
 
-    def __init__(self, *, module_state: bool = True) -> None:
+    def __init__(self, *, max_bytes: int, module_state: bool = True) -> None:
         self.tensors: list[Any] = []
         self.items = 0
+        self.bytes = 0
+        self.max_bytes = max_bytes
         self.module_state = module_state
 
     def encode(self, value: Any, depth: int = 0) -> Any:
@@ -96,8 +108,14 @@ class Encoder:
             if isinstance(value, numpy.ndarray) and value.dtype.kind in "biufc":
                 import torch as torch_for_arrays
 
-                index = self._add(torch_for_arrays.from_numpy(numpy.ascontiguousarray(value).copy()))
-                return {"t": "ndarray", "index": index, "dtype": str(value.dtype)}
+                self._count_bytes(value.nbytes)
+                index = self._add(torch_for_arrays.from_numpy(numpy.array(value, order="C", copy=True)))
+                return {
+                    "t": "ndarray",
+                    "index": index,
+                    "shape": [int(n) for n in value.shape],
+                    "dtype": str(value.dtype),
+                }
             if isinstance(value, numpy.generic) and value.dtype.kind in "biuf":
                 return {
                     "t": "npscalar",
@@ -108,10 +126,13 @@ class Encoder:
 
     def _tensor(self, value: Any, torch: Any) -> dict[str, Any]:
         plain = value.detach().as_subclass(torch.Tensor)
-        index = self._add(plain.to("cpu").clone().contiguous())
+        self._count_bytes(plain.numel() * plain.element_size())  # before the copy: an expand() is small until copied
+        index = self._add(plain.to("cpu").clone(memory_format=torch.contiguous_format))
         return {
             "t": "tensor",
             "index": index,
+            "shape": [int(n) for n in plain.shape],
+            "dtype": str(plain.dtype).removeprefix("torch."),
             "device": str(value.device),
             "requires_grad": bool(value.requires_grad),
             "subclass": None if type(value) is torch.Tensor else _type_name(value),
@@ -138,43 +159,150 @@ class Encoder:
         self.tensors.append(tensor)
         return len(self.tensors) - 1
 
+    def _count_bytes(self, size: int) -> None:
+        self.bytes += size
+        if self.bytes > self.max_bytes:
+            raise ValueTooLarge(f"{self.bytes} bytes of tensor data, more than {self.max_bytes}")
+
 
 def pack(value: Any, *, max_bytes: int, module_state: bool = True) -> str:
     """Encode a value as one JSON text, tensors inline as a base64 torch.save blob."""
-    encoder = Encoder(module_state=module_state)
+    encoder = Encoder(max_bytes=max_bytes, module_state=module_state)
     tree = encoder.encode(value)
     blob = b""
     if encoder.tensors:
         import torch
 
-        size = sum(t.numel() * t.element_size() for t in encoder.tensors)
-        if size > max_bytes:
-            raise ValueTooLarge(f"{size} bytes of tensor data, more than {max_bytes}")
         buffer = io.BytesIO()
         torch.save(encoder.tensors, buffer)
         blob = buffer.getvalue()
     return json.dumps({"tree": tree, "blob": base64.b64encode(blob).decode("ascii")})
 
 
+def text_limit(max_bytes: int) -> int:
+    """The longest text `pack` makes for `max_bytes` of tensor data (base64 and the tree)."""
+    return max_bytes * 4 // 3 + 1_000_000
+
+
+def load_json(text: str) -> Any:
+    """`json.loads`, refusing before parsing a text whose lists and objects
+    would cost far more memory than the text (`[[],[],...]` is ~20 bytes per
+    character once parsed) or nest past the parser's recursion limit."""
+    if text.count("[") + text.count("{") > MAX_CONTAINERS:
+        raise ValueTooLarge(f"more than {MAX_CONTAINERS} lists and objects")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueTooLarge("nested too deeply") from None
+
+
 def unpack(text: str, *, max_bytes: int, rebuild: dict[str, Callable[..., Any]] | None = None) -> Any:
     """Decode `pack`'s output. `rebuild` maps a tag ('module', 'object') to a constructor."""
-    if len(text) > max_bytes * 4 // 3 + 1_000_000:
+    if len(text) > text_limit(max_bytes):
         raise ValueTooLarge(f"{len(text)} characters, more than allowed")
-    document = json.loads(text)
+    document = load_json(text)
+    if type(document) is not dict or type(document.get("blob")) is not str:
+        raise ValueError("not a packed value")
     blob = base64.b64decode(document["blob"], validate=True)
+    declared = _tensor_nodes(document.get("tree"))
     tensors: list[Any] = []
-    if blob:
+    if blob or declared:
         import torch
 
+        if sum(_declared_bytes(node, torch) for node in declared) > max_bytes:
+            raise ValueTooLarge(f"tensors declared larger than {max_bytes} bytes")
+        _check_archive(blob)
         tensors = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
-        if not isinstance(tensors, list) or not all(isinstance(t, torch.Tensor) for t in tensors):
-            raise ValueError("tensor blob is not a list of tensors")
+        _check_loaded(tensors, len(declared), max_bytes, torch)
     return _Decoder(tensors, rebuild or {}).decode(document["tree"], 0)
+
+
+def _tensor_nodes(tree: Any) -> list[dict[str, Any]]:
+    """Every tensor and array node of a tree (modules' state included), found
+    without recursion so that a deep tree cannot exhaust the stack."""
+    found: list[dict[str, Any]] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if type(node) is list:
+            pending.extend(node)
+        elif type(node) is dict:
+            if node.get("t") in ("tensor", "ndarray"):
+                found.append(node)
+            else:
+                pending.extend(node.values())
+    return found
+
+
+def _declared_bytes(node: dict[str, Any], torch: Any) -> int:
+    """What a tensor node says it holds (shape x item size), checked before anything is loaded."""
+    shape = node.get("shape")
+    if type(shape) is not list or len(shape) > 64 or not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError("a tensor without a valid shape")
+    if node["t"] == "ndarray":
+        import numpy
+
+        array_dtype = numpy.dtype(str(node.get("dtype")))
+        if array_dtype.kind not in "biufc":
+            raise ValueError(f"unexpected array dtype {array_dtype}")
+        itemsize = int(array_dtype.itemsize)
+    else:
+        tensor_dtype = getattr(torch, str(node.get("dtype")), None)
+        if not isinstance(tensor_dtype, torch.dtype):
+            raise ValueError(f"unknown dtype {node.get('dtype')!r}")
+        itemsize = int(tensor_dtype.itemsize)
+    return math.prod(shape) * itemsize
+
+
+def _check_archive(blob: bytes) -> None:
+    """The blob must be what `torch.save` writes: a zip of stored records. A
+    compressed record could inflate far past the bytes received, overlapping
+    records could name the same bytes many times, and the legacy format
+    allocates whatever its header declares; each is refused before loading."""
+    import zipfile
+
+    if not blob.startswith(b"PK\x03\x04"):
+        raise ValueError("the tensor blob is not a torch.save archive")
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+        raise ValueError(f"the tensor blob is not a readable archive: {error}") from None
+    if len(records) > _BLOB_RECORDS:
+        raise ValueTooLarge(f"{len(records)} records in the tensor blob")
+    if any(r.compress_type != zipfile.ZIP_STORED or r.file_size != r.compress_size for r in records):
+        raise ValueError("the tensor blob has compressed records")
+    if sum(r.file_size for r in records) > len(blob):
+        raise ValueTooLarge("the tensor blob's records claim more bytes than it has")
+
+
+def _check_loaded(tensors: Any, declared: int, max_bytes: int, torch: Any) -> None:
+    """Each tensor loaded is plain, dense and contiguous, alone on a storage of
+    exactly its size: no stride-0 `expand()` that copies into gigabytes, no
+    views sharing one storage, no sparse or quantized layout."""
+    if type(tensors) is not list or len(tensors) != declared:
+        raise ValueError("the tensor blob does not hold the tensors the tree declares")
+    storages: set[int] = set()
+    total = 0
+    for tensor in tensors:
+        if type(tensor) is not torch.Tensor or tensor.layout != torch.strided or tensor.is_quantized:
+            raise ValueError("the tensor blob holds something other than plain tensors")
+        size = tensor.numel() * tensor.element_size()
+        storage = tensor.untyped_storage()
+        if not tensor.is_contiguous() or tensor.storage_offset() != 0 or storage.nbytes() != size:
+            raise ValueError("a tensor in the blob is a view (strides or a storage not its own)")
+        if size and storage.data_ptr() in storages:
+            raise ValueError("tensors in the blob share a storage")
+        storages.add(storage.data_ptr())
+        total += size
+    if total > max_bytes:
+        raise ValueTooLarge(f"{total} bytes of tensor data, more than {max_bytes}")
 
 
 class _Decoder:
     def __init__(self, tensors: list[Any], rebuild: dict[str, Callable[..., Any]]) -> None:
         self.tensors = tensors
+        self.used: set[int] = set()
         self.rebuild = rebuild
 
     def decode(self, node: Any, depth: int) -> Any:
@@ -198,11 +326,18 @@ class _Decoder:
         if tag == "ndarray":
             import numpy
 
-            return self._tensor_at(node["index"]).numpy().astype(numpy.dtype(node["dtype"]))
+            array = self._tensor_at(node).numpy()
+            if array.dtype != numpy.dtype(node["dtype"]):
+                raise ValueError("an array's dtype is not the one declared")
+            return array
         if tag == "npscalar":
             import numpy
 
-            return numpy.dtype(node["dtype"]).type(self.decode(node["value"], depth + 1))
+            scalar_dtype = numpy.dtype(node["dtype"])
+            value = self.decode(node["value"], depth + 1)
+            if scalar_dtype.kind not in "biuf" or type(value) not in (bool, int, float):
+                raise ValueError("not a NumPy number")  # numpy.void(10**9) would be a gigabyte
+            return scalar_dtype.type(value)
         if tag in ("dtype", "device", "size"):
             import torch
 
@@ -230,15 +365,26 @@ class _Decoder:
             raise ValueError("unhashable dict key") from None
         return key
 
-    def _tensor_at(self, index: Any) -> Any:
+    def _tensor_at(self, node: dict[str, Any]) -> Any:
+        """The tensor a node names, once: a tree naming one tensor a thousand
+        times would otherwise copy it a thousand times (to an array, to a GPU)."""
+        index = node["index"]
         if type(index) is not int or not 0 <= index < len(self.tensors):
             raise ValueError("tensor index out of range")
-        return self.tensors[index]
+        if index in self.used:
+            raise ValueError("a tensor is named twice")
+        self.used.add(index)
+        tensor = self.tensors[index]
+        if list(tensor.shape) != node["shape"]:
+            raise ValueError("a tensor's shape is not the one declared")
+        return tensor
 
     def _tensor(self, node: dict[str, Any]) -> Any:
         import torch
 
-        tensor = self._tensor_at(node["index"])
+        tensor = self._tensor_at(node)
+        if str(tensor.dtype).removeprefix("torch.") != node["dtype"]:
+            raise ValueError("a tensor's dtype is not the one declared")
         device = torch.device(str(node.get("device", "cpu")))
         if device.type == "cuda" and torch.cuda.is_available():
             tensor = tensor.to(device)
@@ -256,8 +402,10 @@ def serve(request_text: str) -> None:
     reply: dict[str, Any] = {"nonce": request["nonce"]}
     try:
         value = _perform(request)
-        reply["value"] = pack(value, max_bytes=request["max_bytes"], module_state=request.get("module_state", True))
-        reply["ok"] = True
+        packed = pack(value, max_bytes=request["max_bytes"], module_state=request.get("module_state", True))
+        if len(packed) > text_limit(request["max_bytes"]):  # a long string: the grader would refuse it unread
+            raise ValueTooLarge(f"{len(packed)} characters, more than allowed")
+        reply.update(value=packed, ok=True)
     except _Missing as missing:
         reply.update(ok=False, kind="missing", name=str(missing.args[0]))
     except ValueTooLarge as error:

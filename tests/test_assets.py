@@ -97,6 +97,49 @@ def test_hidden_part_is_the_graders_alone(assets: AssetStore):
     assert (assets.public.stat().st_mode & 0o005) == 0o005
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every generated file under `folder` (the secret aside), by relative path."""
+    from autograder.standins import SECRET_FILE
+
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != SECRET_FILE
+    }
+
+
+@pytest.mark.slow
+def test_stand_in_public_part_is_fixed_and_hidden_part_follows_the_secret(tmp_path: Path):
+    """Students' machines regenerate the public part byte for byte; the hidden
+    part comes from the store's secret, which the shipped code and seed do not
+    hold, so the public command in another folder cannot rebuild it. (The
+    weights are fitted on public images only; `synth` adds them, in minutes.)"""
+    from autograder import standins
+
+    graders, elsewhere = AssetStore(tmp_path / "graders"), AssetStore(tmp_path / "elsewhere")
+    for store in (graders, elsewhere):
+        standins.write_public_part(store)
+        standins.write_hidden_part(store, standins.store_secret(store))  # what `autograder assets synth` does
+    assert _tree(graders.public) and _tree(graders.public) == _tree(elsewhere.public)
+    for scene in SCENES:  # not one held-out picture of the grader's set is rebuilt
+        mine = {p.read_bytes() for p in (graders.hidden / INTEL / "holdout" / scene).glob("*.jpg")}
+        theirs = {p.read_bytes() for p in (elsewhere.hidden / INTEL / "holdout" / scene).glob("*.jpg")}
+        assert len(mine) == standins.COUNTS["holdout"] and not mine & theirs
+    fashion = f"{FASHION}/FashionMNIST/raw/t10k-images-idx3-ubyte"
+    assert _tree(graders.hidden)[fashion] != _tree(elsewhere.hidden)[fashion]
+
+    secret = standins.store_secret(graders)
+    assert standins.store_secret(graders) == secret  # kept, root's alone: a re-synth makes the same set
+    assert (graders.hidden / standins.SECRET_FILE).stat().st_mode & 0o077 == 0
+    standins.write_hidden_part(elsewhere, secret)  # with the secret: the same hidden set, no old file left
+    assert _tree(elsewhere.hidden) == _tree(graders.hidden)
+    assert _tree(elsewhere.public) == _tree(graders.public)
+
+    names = standins.set_identity(secret), standins.set_identity(standins.store_secret(elsewhere))
+    assert names[0] != names[1] and names[0].startswith(standins.SET_ID)
+    assert secret.hex()[:12] not in names[0]
+
+
 def test_fetch_unpacks_an_instructors_intel_zip_and_holds_part_out(assets: AssetStore, tmp_path: Path):
     archive = tmp_path / "intel-image-classification.zip"
     with zipfile.ZipFile(archive, "w") as bundle:

@@ -73,6 +73,9 @@ def test_collect_finds_students_files_and_canvas_zips(tmp_path: Path) -> None:
     roster = tmp_path / "roster.csv"
     roster.write_text("match,name,id\nsmithjane,Jane Smith,S-1\nstudent01,Bo Li,S-2\n")
     entries = collect([loose, tmp_path / "repos", archive], unpack_to=tmp_path / "unpacked", roster=read_roster(roster))
+    (escaped,) = [e for e in entries if e.refusal]  # a row saying why, never unpacked
+    assert escaped.refusal.startswith("a path outside the archive")
+    entries = [e for e in entries if not e.refusal]
     assert sorted((e.student, e.path.name, e.name, e.lms_id) for e in entries) == [
         ("ann", "ann.ipynb", "", ""),
         ("smithjane", "smithjane_12345_67890_light.ipynb", "Jane Smith", "S-1"),
@@ -205,18 +208,23 @@ def test_gradebooks(graded_class: Path) -> None:
     assert (rows["student01"]["name"], rows["student01"]["q1"], rows["student01"]["score"]) == ("Bo Li", "2", "2")
     assert rows["student00"]["score"] == "0" and rows["broken"]["status"] == "rejected"
     canvas = list(csv.reader((graded_class / "gradebook-canvas.csv").read_text().splitlines()))
-    assert canvas[0] == ["Student", "ID", "SIS User ID", "Section", "Light"]
-    assert ["Bo Li", "S-2", "", "", "2"] in canvas
+    assert canvas[:2] == [
+        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Light"],
+        ["Points Possible", "", "", "", "", "2"],
+    ]
+    assert ["Bo Li", "S-2", "", "", "", "2"] in canvas
 
 
 @pytest.mark.slow
 def test_feedback_and_gradescope_files(graded_class: Path) -> None:
-    markdown = (graded_class / "feedback" / "student00__light.md").read_text()
+    markdown = _labelled(graded_class / "feedback", "student00__light", ".md").read_text()
     assert "Score: 0 / 2" in markdown and "`x` should be 1" in markdown
-    html = (graded_class / "feedback" / "student01__light.html").read_text()
+    html = _labelled(graded_class / "feedback", "student01__light", ".html").read_text()
     assert "Bo Li" in html and "Score: 2 / 2" in html
-    assert "could not be graded" in (graded_class / "feedback" / "broken__broken.md").read_text()
-    gradescope = json.loads((graded_class / "gradescope" / "student00__light" / "results.json").read_text())
+    assert "could not be graded" in _labelled(graded_class / "feedback", "broken__broken", ".md").read_text()
+    gradescope = json.loads(
+        (_labelled(graded_class / "gradescope", "student00__light", "") / "results.json").read_text()
+    )
     assert gradescope["score"] == 0
     assert gradescope["tests"] == [
         {
@@ -225,8 +233,16 @@ def test_feedback_and_gradescope_files(graded_class: Path) -> None:
             "max_score": 2.0,
             "output": "`x` should be 1",
             "visibility": "after_published",
+            "name_format": "text",
+            "output_format": "text",
         }
     ]
+
+
+def _labelled(folder: Path, readable: str, suffix: str) -> Path:
+    """The one file of `folder` whose label starts with `readable` (a label is `readable-hash`)."""
+    (found,) = folder.glob(f"{readable}-*{suffix}")
+    return found
 
 
 @pytest.mark.slow
@@ -249,7 +265,7 @@ def test_force_and_one_student(graded_class: Path, light_course: Path) -> None:
     assert "1 submissions: 1 graded" in done.stderr
     after = {p.name: p.stat().st_mtime_ns for p in (graded_class / "results").glob("*.json")}
     changed = [name for name in before if before[name] != after.get(name)]
-    assert [name.split(".")[0] for name in changed] == ["student01__light"]
+    assert [name.split(".")[0].rsplit("-", 1)[0] for name in changed] == ["student01__light"]
 
 
 CHROMIUM = shutil.which("chromium")
@@ -342,8 +358,13 @@ def test_gradebook_has_one_row_per_student_across_notebooks(tmp_path: Path) -> N
     assert (ann["warmup:q1"], ann["project:q1"], ann["score"], ann["max_score"]) == ("2", "1", "3", "4")
     assert ann["notebooks"] == "warmup.ipynb; project.ipynb" and ann["status"] == "graded"
     assert bob["status"] == "rejected" and bob["reason"] == "warmup.ipynb: bad"
-    write_canvas_gradebook(items, tmp_path / "c.csv", title="Week 4")
-    assert (tmp_path / "c.csv").read_text().splitlines()[1:] == ["Ann Lee,7,,,3", "Ann Lee,7,,,"]
+    write_canvas_gradebook(items, tmp_path / "c.csv", titles={"warmup": "Warm-up"})
+    assert (tmp_path / "c.csv").read_text().splitlines() == [  # a column per assignment, never one sum
+        "Student,ID,SIS User ID,SIS Login ID,Section,project,Warm-up",
+        "Points Possible,,,,,2,2",
+        "Ann Lee,7,,,,1,2",
+        "Ann Lee,7,,,,,",
+    ]
 
 
 def test_feedback_draws_the_notebooks_own_curves(tmp_path: Path) -> None:
@@ -360,15 +381,75 @@ def test_feedback_draws_the_notebooks_own_curves(tmp_path: Path) -> None:
     )
     item = BatchItem(Entry("ann", tmp_path / "ann.ipynb"), result, cached=False)
     write_batch_reports([item], tmp_path, title="Week 4", titles={"03_first_network": "First network"})
-    markdown = (tmp_path / "feedback" / "ann__ann.md").read_text(encoding="utf-8")
+    label = item.entry.label
+    markdown = (tmp_path / "feedback" / f"{label}.md").read_text(encoding="utf-8")
     assert markdown.startswith("# First network: feedback for ann")  # its own assignment's, in a mixed batch
-    assert "## Training loss" in markdown and "(ann__ann.curve0.png)" in markdown
-    with Image.open(tmp_path / "feedback" / "ann__ann.curve0.png") as image:
+    assert "## Training loss" in markdown and f"({label}.curve0.png)" in markdown
+    with Image.open(tmp_path / "feedback" / f"{label}.curve0.png") as image:
         assert image.width > 200
-    assert "data:image/png;base64," in (tmp_path / "feedback" / "ann__ann.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in (tmp_path / "feedback" / f"{label}.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
 def test_a_graded_training_notebook_carries_its_loss_curve(graded_solutions: dict[str, SubmissionResult]) -> None:
     loss = graded_solutions["03_first_network"].curves["Training loss"]
     assert len(loss) == 500 and loss[-1] < loss[0] / 2
+
+
+KILLING_CHECK = """
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+ATTEMPTS = Path({attempts!r})
+
+
+@pytest.mark.question("q1")
+@pytest.mark.points(2)
+def test_x(student):
+    x = student.fetch("x")
+    tries = ATTEMPTS / str(x)
+    with tries.open("a") as log:
+        log.write("try\\n")
+    if x == 666 or (x == 667 and len(tries.read_text().splitlines()) == 1):
+        os.kill(os.getpid(), signal.SIGKILL)  # the grading worker dies here, as the out-of-memory killer kills it
+    assert x % 10 == 1, "`x` should end in 1"
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_costs_only_its_own_submission(light_course: Path, tmp_path: Path) -> None:
+    """The check SIGKILLs its own worker process for two notebooks: one every time
+    (a poison notebook), one only the first time. Student code cannot reach the
+    worker from the sandbox, so the check plays the out-of-memory killer."""
+    course = tmp_path / "course"
+    shutil.copytree(light_course, course)
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+    check = KILLING_CHECK.format(attempts=str(attempts))
+    (course / "solutions" / "light" / "hidden_checks" / "test_light.py").write_text(check)
+    submissions = tmp_path / "class"
+    submissions.mkdir()
+    values = {"ann": 1, "bob": 11, "cy": 20, "dee": 31, "poison": 666, "flaky": 667}
+    for student, x in values.items():
+        write_notebook(submissions / f"{student}.ipynb", f"x = {x}")
+    out = tmp_path / "out"
+    done = autograder("grade", str(submissions), "-a", "light", "--out", str(out), "-j", "2", course=course)
+    assert done.returncode == 1, done.stderr[-3000:]  # one error, nothing rejected
+    assert "6 submissions: 5 graded, 0 rejected, 1 errors" in done.stderr
+    rows = {r["student"]: r for r in csv.DictReader((out / "gradebook.csv").read_text().splitlines())}
+    assert {s: (rows[s]["status"], rows[s]["q1"]) for s in ("ann", "bob", "cy", "dee", "flaky")} == {
+        "ann": ("graded", "2"),
+        "bob": ("graded", "2"),
+        "cy": ("graded", "0"),
+        "dee": ("graded", "2"),
+        "flaky": ("graded", "0"),  # its retry ran on a fresh worker
+    }
+    assert rows["poison"]["status"] == "error"
+    assert "killed by SIGKILL" in rows["poison"]["reason"] and "2 times" in rows["poison"]["reason"]
+    tries = {p.name: len(p.read_text().splitlines()) for p in attempts.iterdir()}
+    assert tries == {"1": 1, "11": 1, "20": 1, "31": 1, "666": 2, "667": 2}, "classmates graded once, the dead twice"
+    stored = {p.name.split("__")[0] for p in (out / "results").glob("*.json")}
+    assert stored == {"ann", "bob", "cy", "dee", "flaky"}, "the poison notebook is tried again on the next run"

@@ -1,10 +1,18 @@
-"""The check runner's verdicts: pass, fail, error, skip, partial credit, bonus."""
+"""The check runner's verdicts: pass, fail, error, skip, partial credit, bonus, and a check file that does not load."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from autograder.batch import BatchItem
+from autograder.batch_report import write_batch_reports
 from autograder.course import Course
+from autograder.results import SubmissionResult
+from autograder.submissions import Entry
 from tests.conftest import grade, write_notebook
 
 pytestmark = pytest.mark.slow
@@ -72,3 +80,71 @@ def test_bonus_is_kept_apart(result) -> None:  # type: ignore[no-untyped-def]
     assert result.score == 2 + 1
     assert (result.bonus, result.bonus_max) == (5, 5)
     assert result.score <= result.max_score
+
+
+PUBLIC_CHECK = """
+import pytest
+
+@pytest.mark.question("q1")
+def test_public(student):
+    assert student.fetch("x") == 1
+"""
+HIDDEN_CHECK = """
+import pytest
+
+@pytest.mark.question("q2")
+def test_hidden(student):
+    assert student.fetch("x") == 1
+"""
+BROKEN_PUBLIC = 'raise RuntimeError("sentinel_public_setup broke")\n'
+BROKEN_HIDDEN = "import sentinel_hidden_module_nowhere\n"
+
+
+@pytest.fixture(scope="module")
+def broken_course(tmp_path_factory: pytest.TempPathFactory) -> Course:
+    """Two check files that raise at import (one public, one hidden) beside two that work."""
+    root = tmp_path_factory.mktemp("broken-course")
+    public, hidden = root / "assignments" / "demo" / "public_checks", root / "solutions" / "demo" / "hidden_checks"
+    public.mkdir(parents=True)
+    hidden.mkdir(parents=True)
+    write_notebook(root / "assignments" / "demo" / "demo.ipynb", "x = 1")
+    (public / "test_public.py").write_text(PUBLIC_CHECK)
+    (public / "test_public_broken.py").write_text(BROKEN_PUBLIC)
+    (hidden / "test_hidden.py").write_text(HIDDEN_CHECK)
+    (hidden / "test_hidden_broken.py").write_text(BROKEN_HIDDEN)
+    return Course(root)
+
+
+@pytest.fixture(scope="module")
+def broken_result(broken_course: Course) -> SubmissionResult:
+    return grade(broken_course, broken_course.get("demo").template, name="demo")
+
+
+def test_a_check_file_that_does_not_import_is_the_graders_error(broken_result: SubmissionResult) -> None:
+    result = broken_result
+    assert result.status == "error"
+    assert "test_public_broken.py" in result.reason and "test_hidden_broken.py" in result.reason
+    by_name = {c.name: c for c in result.checks}
+    assert by_name["test_public"].status == "passed" and by_name["test_hidden"].status == "passed", "the others ran"
+    assert "sentinel_public_setup" in by_name["test_public_broken.py"].grader_traceback
+    assert "sentinel_hidden_module_nowhere" in by_name["test_hidden_broken.py"].grader_traceback
+    assert "sentinel" not in result.reason + "".join(c.message for c in result.checks)
+    text = SubmissionResult.from_json(result.to_json()).to_json()
+    assert "sentinel_public_setup" in text and "sentinel_hidden_module_nowhere" in text, "kept for the instructor"
+
+
+def test_the_traceback_never_reaches_the_student(
+    broken_course: Course, broken_result: SubmissionResult, tmp_path: Path
+) -> None:
+    item = BatchItem(Entry("ann", Path(broken_result.submission)), broken_result, cached=False)
+    write_batch_reports([item], tmp_path, title="Demo", titles={"demo": "Demo"})
+    shown = [p.read_text(encoding="utf-8") for p in tmp_path.rglob("*") if p.suffix in (".md", ".html", ".json")]
+    feedback = [p.name for p in (tmp_path / "feedback").iterdir()]
+    assert any(name.endswith(".md") for name in feedback) and any(name.endswith(".html") for name in feedback)
+    assert shown and not [text for text in shown if "sentinel" in text or "Traceback" in text]
+    command = [str(Path(sys.executable).parent / "autograder"), "--course", str(broken_course.root), "check"]
+    done = subprocess.run(
+        [*command, str(broken_course.get("demo").template)], capture_output=True, text=True, timeout=300
+    )
+    said = done.stdout + done.stderr
+    assert "test_public_broken.py" in said and "sentinel" not in said and "Traceback" not in said, said

@@ -286,5 +286,32 @@ def test_containers_of_a_grader_that_died_are_removed_on_the_next_run(image: str
 
 
 @pytest.mark.slow
+def test_links_to_the_solution_are_refused_never_mounted(image: str, tmp_path: Path) -> None:
+    """A loose link and a linked student folder pointing at the host's
+    solution, graded with --docker: rejected rows with the reason, never a
+    container given the host's file; the honest blank beside them scores zero."""
+    solution = ROOT / "solutions" / TENSORS / f"{TENSORS}.ipynb"
+    class_folder = tmp_path / "class"
+    class_folder.mkdir()
+    (class_folder / "alice.ipynb").symlink_to(solution)
+    (class_folder / "bob").symlink_to(solution.parent, target_is_directory=True)
+    shutil.copy(ROOT / "assignments" / TENSORS / f"{TENSORS}.ipynb", class_folder / "carol.ipynb")
+    out = tmp_path / "results"
+    done = autograder("grade", "--docker", image, "-a", TENSORS, "--out", str(out), str(class_folder))
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = [SubmissionResult.from_json(p.read_text()) for p in (out / "results").glob("*.json")]
+    results = {result.student: result for result in found}
+    for student in ("alice", "bob"):
+        assert results[student].status == "rejected", results[student]
+        assert results[student].reason == "a symbolic link: not followed" and results[student].score == 0
+    assert results["carol"].status == "graded" and results["carol"].score == 0
+    single = autograder(
+        "grade", "--docker", image, "--json", str(tmp_path / "one.json"), str(class_folder / "alice.ipynb")
+    )
+    assert single.returncode == 2, single.stderr[-3000:]
+    assert SubmissionResult.from_json((tmp_path / "one.json").read_text()).status == "rejected"
+
+
+@pytest.mark.slow
 def test_no_container_is_left(reference: SubmissionResult, batch: Batch) -> None:
     assert containers(f"{GROUP_LABEL}={os.getpgid(0)}") == []

@@ -112,7 +112,8 @@ class _Boom:
 def test_a_pickle_in_the_tensor_blob_is_refused() -> None:
     payload = io.BytesIO()
     torch.save([torch.ones(1), _Boom()], payload)
-    text = json.dumps({"tree": {"t": "tensor", "index": 0}, "blob": base64.b64encode(payload.getvalue()).decode()})
+    node = {"t": "tensor", "index": 0, "shape": [1], "dtype": "float32"}
+    text = json.dumps({"tree": node, "blob": base64.b64encode(payload.getvalue()).decode()})
     with pytest.raises(pickle.UnpicklingError):
         wire.unpack(text, max_bytes=LIMIT)
 
@@ -120,3 +121,137 @@ def test_a_pickle_in_the_tensor_blob_is_refused() -> None:
 def test_unknown_tags_are_refused() -> None:
     with pytest.raises(ValueError):
         wire.unpack(json.dumps({"tree": {"t": "exec", "code": "1"}, "blob": ""}), max_bytes=LIMIT)
+
+
+# ---- decoding is bounded before it allocates: hand-built payloads, as a hostile kernel would send them
+
+
+def hand_built(tree: object, tensors: list[torch.Tensor] | None = None, **save: object) -> str:
+    blob = b""
+    if tensors is not None:
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer, **save)  # type: ignore[arg-type]
+        blob = buffer.getvalue()
+    return json.dumps({"tree": tree, "blob": base64.b64encode(blob).decode()})
+
+
+def tensor_node(index: int, shape: list[int], dtype: str = "float32", tag: str = "tensor") -> dict[str, object]:
+    return {"t": tag, "index": index, "shape": shape, "dtype": dtype, "device": "cpu"}
+
+
+def test_a_stride_zero_expand_is_refused_not_materialised() -> None:
+    small = torch.zeros(256).expand(4096, 256)  # 1 KiB of storage that would copy into 4 MiB
+    for tag in ("tensor", "ndarray"):
+        text = hand_built(tensor_node(0, [4096, 256], tag=tag), [small])
+        with pytest.raises(ValueError, match="view"):
+            wire.unpack(text, max_bytes=8 * LIMIT)
+
+
+def test_a_huge_expand_is_refused_by_its_declared_size() -> None:
+    text = hand_built(tensor_node(0, [10**9, 256]), [torch.zeros(256).expand(10**9, 256)])
+    with pytest.raises(wire.ValueTooLarge):
+        wire.unpack(text, max_bytes=LIMIT)
+
+
+def test_declared_small_delivered_big_is_refused() -> None:
+    text = hand_built(tensor_node(0, [2]), [torch.zeros(1_000_000)])  # 4 MB behind a 2-element declaration
+    with pytest.raises(wire.ValueTooLarge):
+        wire.unpack(text, max_bytes=LIMIT)
+    text = hand_built(tensor_node(0, [2]), [torch.zeros(3)])
+    with pytest.raises(ValueError, match="shape"):
+        wire.unpack(text, max_bytes=LIMIT)
+
+
+def test_a_huge_declared_shape_is_refused_before_loading() -> None:
+    text = hand_built(tensor_node(0, [10**12]))  # no blob at all: refused on the declaration alone
+    with pytest.raises(wire.ValueTooLarge):
+        wire.unpack(text, max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize(
+    "tensors",
+    [
+        [torch.zeros(8)[:4]],  # a view into a larger storage
+        [torch.zeros(8)[4:]],  # an offset into one
+        [torch.zeros(4, 4).t()],  # transposed strides
+        [torch.zeros(4).to_sparse()],
+    ],
+    ids=["prefix-view", "offset-view", "transposed", "sparse"],
+)
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch warns about sparse tensors as it loads them
+def test_views_and_other_layouts_are_refused(tensors: list[torch.Tensor]) -> None:
+    text = hand_built(tensor_node(0, list(tensors[0].shape)), tensors)
+    with pytest.raises(ValueError):
+        wire.unpack(text, max_bytes=LIMIT)
+
+
+def test_tensors_sharing_one_storage_are_refused() -> None:
+    shared = torch.zeros(4)
+    text = hand_built([tensor_node(0, [4]), tensor_node(1, [4])], [shared, shared])
+    with pytest.raises(ValueError):
+        wire.unpack(text, max_bytes=LIMIT)
+
+
+def test_a_tensor_named_twice_is_refused() -> None:
+    node = tensor_node(0, [4], tag="ndarray")  # each copy would be a new array
+    with pytest.raises(ValueError, match="twice"):
+        wire.unpack(hand_built([node, node], [torch.zeros(4), torch.zeros(4)]), max_bytes=LIMIT)
+
+
+def test_a_compressed_archive_is_refused() -> None:
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save([torch.zeros(100_000)], buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    deflated = io.BytesIO()
+    with zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for record in source.infolist():
+            target.writestr(record.filename, source.read(record.filename))
+    text = json.dumps({"tree": tensor_node(0, [100_000]), "blob": base64.b64encode(deflated.getvalue()).decode()})
+    with pytest.raises(ValueError, match="compressed"):
+        wire.unpack(text, max_bytes=LIMIT)
+
+
+def test_the_legacy_format_is_refused() -> None:
+    text = hand_built(tensor_node(0, [4]), [torch.zeros(4)], _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match="archive"):
+        wire.unpack(text, max_bytes=LIMIT)
+
+
+def test_deep_or_container_heavy_json_is_refused_before_parsing() -> None:
+    deep = json.dumps({"tree": None, "blob": ""})[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(wire.ValueTooLarge):
+        wire.unpack(deep, max_bytes=LIMIT)
+    many = '{"blob": "", "tree": [' + "[]," * (wire.MAX_CONTAINERS + 1) + "[]]}"  # ~20x its size once parsed
+    with pytest.raises(wire.ValueTooLarge):
+        wire.unpack(many, max_bytes=4 * LIMIT)
+
+
+def test_a_deep_tree_is_refused() -> None:
+    tree: object = 1
+    for _ in range(wire.MAX_DEPTH + 5):
+        tree = [tree]
+    with pytest.raises(wire.ValueTooLarge):
+        wire.unpack(json.dumps({"tree": tree, "blob": ""}), max_bytes=LIMIT)
+
+
+def test_numpy_scalars_are_numbers_only() -> None:
+    void = {"t": "npscalar", "dtype": "V1000000", "value": 10**9}  # numpy.void(10**9) is a gigabyte
+    with pytest.raises(ValueError):
+        wire.unpack(json.dumps({"tree": void, "blob": ""}), max_bytes=LIMIT)
+
+
+def test_packing_an_expand_is_bounded_before_copying() -> None:
+    with pytest.raises(wire.ValueTooLarge):  # copying it first would need 4 TiB
+        wire.pack(torch.zeros(1).expand(2**40), max_bytes=LIMIT)
+    with pytest.raises(wire.ValueTooLarge):
+        wire.pack(np.broadcast_to(np.zeros(1), (2**40,)), max_bytes=LIMIT)
+
+
+def test_honest_values_still_round_trip_with_declarations() -> None:
+    value = {"w": torch.randn(3, 4).t(), "a": np.arange(6).reshape(2, 3)[:, ::2], "m": torch.nn.Linear(2, 2)}
+    back = roundtrip(value)
+    assert isinstance(back, dict)
+    assert torch.equal(back["w"], value["w"]) and back["w"].is_contiguous()
+    assert np.array_equal(back["a"], value["a"])

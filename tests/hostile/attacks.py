@@ -31,6 +31,86 @@ def _read(path_key: str) -> str:
     )
 
 
+def _absent(*paths_or_keys: str) -> str:
+    """Each path (or `{key}`) must be out of the kernel's view: missing, or refused."""
+    return (
+        "import os\nseen = []\n"
+        f"for path in ({', '.join(paths_or_keys)},):\n"
+        "    try:\n"
+        "        seen.append((path, os.listdir(path)[:3] if os.path.isdir(path) else open(path, 'rb').read(64)))\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "canary = 'blocked none of them exists here' if not seen else 'SAW ' + repr(seen)\n"
+    )
+
+
+# The kernel's view is an allow-list (SECURITY.md, "The kernel's view"): what it does not name is not there.
+VIEW_ATTACKS = [
+    Attack(
+        "read-the-checkout",
+        _absent("{checkout!r}", "{checkout!r} + '/solutions'", "{checkout!r} + '/.git'"),
+        blocked="blocked",
+    ),
+    Attack(
+        "read-the-course-git-history",
+        "import os\nfound = []\n"
+        "for line in open('/proc/self/mountinfo'):\n"
+        "    point = line.split()[4]\n"
+        "    for folder in (point, os.path.dirname(point), os.path.dirname(os.path.dirname(point))):\n"
+        "        if os.path.isdir(os.path.join(folder, '.git')):\n"
+        "            found.append(folder)\n"
+        "found += [p for p in ({course_root!r} + '/.git', {checkout!r} + '/.git') if os.path.exists(p)]\n"
+        "canary = 'blocked no git history in view' if not found else 'FOUND ' + repr(found)",
+        blocked="blocked",
+    ),
+    Attack("read-the-hidden-assets", _absent("{hidden_assets!r}"), blocked="blocked"),
+    Attack("read-the-results-folder", _absent("{results!r}"), blocked="blocked"),
+    Attack(
+        "read-host-secrets-in-etc",
+        _absent("'/etc/shadow'", "'/etc/sudoers'", "'/etc/ssh'", "'/root'", "'/home'"),
+        blocked="blocked",
+    ),
+    Attack(
+        "read-sys-and-host-devices",
+        _absent("'/sys/fs/cgroup'", "'/dev/vda'", "'/dev/mem'", "'/dev/kmsg'"),
+        blocked="blocked",
+    ),
+    Attack(
+        "escape-through-proc-root",
+        "import os\nseen = []\n"
+        "for pid in os.listdir('/proc'):\n"
+        "    if pid.isdigit():\n"
+        "        try:\n"
+        "            seen += [e for e in os.listdir(f'/proc/{{pid}}/root') if e in ('home', 'root', 'srv', 'opt', 'work')]\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "canary = 'blocked every root is the sandbox' if not set(seen) - {{'work'}} else 'SAW ' + repr(seen)",
+        blocked="blocked",
+    ),
+    Attack(
+        "write-into-assets-and-system",
+        "wrote = []\n"
+        "for path in ('/assets/planted', '/usr/planted', '/etc/passwd', '/kaggle/planted', '/planted'):\n"
+        "    try:\n        open(path, 'a').write('x')\n        wrote.append(path)\n"
+        "    except OSError:\n        pass\n"
+        "canary = 'blocked read-only view' if not wrote else 'WROTE ' + repr(wrote)",
+        blocked="blocked",
+    ),
+    Attack(
+        "mount-the-host-back",
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nmade = []\n"
+        "os.makedirs('mnt', exist_ok=True)\n"
+        "for source, kind in ((b'/dev/vda', b'ext4'), (b'proc', b'proc'), (b'sysfs', b'sysfs'), (b'/', None)):\n"
+        "    if libc.mount(source, b'mnt', kind, 4096 if kind is None else 0, None) == 0:\n"
+        "        made.append(source)\n"
+        "# a user namespace of its own: capabilities there, but no host tree to reach\n"
+        "if libc.unshare(0x10000000 | 0x00020000) == 0:\n"
+        "    made += [p for p in ('/home', '/root', '/srv', {checkout!r}) if os.path.exists(p)]\n"
+        "canary = 'blocked nothing of the host mounted' if not made else 'MOUNTED ' + repr(made)",
+        blocked="blocked",
+    ),
+]
+
 ATTACKS = [
     Attack("read-hidden-checks-by-path", _read("hidden"), blocked="blocked"),
     Attack("read-solution-by-path", _read("solution"), blocked="blocked"),
@@ -244,5 +324,69 @@ ATTACKS = [
         "try:\n    canary = 'READ ' + open('outputs/figure.png').read()\n"
         "except OSError as error:\n    canary = 'blocked ' + type(error).__name__",
         blocked="blocked",
+    ),
+    # The grader's own resources (issue 13, section 4): nothing the kernel sends is kept unbounded or is fatal.
+    Attack(
+        "print-one-huge-message",
+        "canary = 'blocked output capped, the first message too'\n"
+        "print('x' * 100_000_000)\nprint('y' * 30_000_000)",  # over, then under, the grader's message limit
+        blocked="blocked",
+    ),
+    Attack(
+        "expand-stride-zero-tensor",  # ~16 bytes sent that the grader would copy into 4 GiB (as an array)
+        "import numpy, torch\n_save = torch.save\n"
+        "def _expanded(obj, f, *args, **kwargs):\n"
+        "    if isinstance(obj, list):\n"
+        "        obj = [t.reshape(-1)[:1].expand(2**30) if t.numel() else t for t in obj]\n"
+        "    return _save(obj, f, *args, **kwargs)\n"
+        "torch.save = _expanded\n"
+        "def numpy_view(t):\n    return numpy.zeros(4, dtype=numpy.float32)\n"
+        "canary = 'blocked expanded tensors are refused'",
+        base="template",
+        expect="zero",
+        blocked="blocked",
+    ),
+    Attack(
+        "widget-comm-empty-state",
+        "import comm\n"
+        "comm.create_comm(target_name='jupyter.widget', data={{'state': {{}}}})\n"
+        "comm.create_comm(target_name='jupyter.widget', data={{}})\n"
+        "comm.create_comm(target_name='jupyter.widget', data={{'state': {{'_model_module': '@jupyter-widgets/output', "
+        "'_model_name': 'OutputModel', 'outputs': 5}}}})\n"
+        "canary = 'blocked widget comms are not followed'",
+        blocked="blocked",
+    ),
+    Attack(
+        "unhashable-display-id",
+        "ip = get_ipython()\n"
+        "ip.display_pub.publish({{'text/plain': 'x'}}, transient={{'display_id': ['unhashable']}})\n"
+        "ip.display_pub.publish({{'text/plain': 'y'}}, transient={{'display_id': {{'a': 1}}}}, update=True)\n"
+        "canary = 'blocked display ids are not followed'",
+        blocked="blocked",
+    ),
+    Attack(
+        "forge-unreadable-messages",  # the signing key is in the kernel's memory
+        "import json\nk = get_ipython().kernel\ns = k.session\n"
+        "parent = json.dumps(get_ipython().parent_header, default=str).encode()\n"
+        "def send_raw(content, header=None):\n"
+        "    parts = [json.dumps(header or s.msg_header('stream'), default=str).encode(), parent, b'{{}}', content]\n"
+        "    k.iopub_socket.send_multipart([b'stream', b'<IDS|MSG>', s.sign(parts), *parts])\n"
+        "send_raw(b'{{not json')\nsend_raw(b'[1, 2]')\nsend_raw(b'{{}}', header={{'msg_type': 'stream'}})\n"
+        "send_raw(b'[' + b'[],' * 1_000_000 + b'[]]')\n"
+        "replay = s.serialize(s.msg('stream', {{'name': 'stdout', 'text': 'twice'}}, parent=get_ipython().parent_header))\n"
+        "k.iopub_socket.send_multipart([b'stream', *replay])\nk.iopub_socket.send_multipart([b'stream', *replay])\n"
+        "canary = 'blocked unreadable messages are dropped'",
+        blocked="blocked",
+    ),
+    Attack(
+        "working-folder-traps",  # what a grader reading the working folder would wait on, follow or read whole
+        "import os, signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\nmade = []\n"
+        "os.makedirs('outputs', exist_ok=True)\n"
+        "for name in ('outputs/figure.png', 'trap.ipynb'):\n    os.mkfifo(name)\n    made.append(name)\n"
+        "os.symlink({hidden!r}, 'answers.ipynb')\nmade.append('answers.ipynb')\n"
+        "try:\n    with open('big.ipynb', 'wb') as big:\n        big.truncate(7 * 2**30)\n    made.append('big.ipynb')\n"
+        "except OSError as error:\n    made.append(type(error).__name__)\n"
+        "canary = 'made ' + ' '.join(made)",
+        blocked="made",
     ),
 ]

@@ -204,3 +204,109 @@ def test_an_honest_kernel_keeps_its_share_of_the_cores_beside_150_spinners(tmp_p
 def _sandboxed_pythons() -> int:
     lines = subprocess.run(["ps", "-eo", "uid=,args="], capture_output=True, text=True, check=True).stdout
     return sum(1 for line in lines.splitlines() if int(line.split()[0]) >= 200_000 and "while True" in line)
+
+
+NAP = "open('started', 'w').close()\nimport time\ntime.sleep(300)"
+FILL_AND_NAP = "open('big', 'wb').write(b'x' * 50_000_000)\nopen('started', 'w').close()\nimport time\ntime.sleep(300)"
+
+
+def test_a_dead_graders_leftovers_are_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    sandboxes = Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes"))
+    live = _grader_in_a_sandbox(tmp_path / "live.ipynb", NAP, sandboxes)
+    dead = _grader_in_a_sandbox(tmp_path / "dead.ipynb", FILL_AND_NAP, sandboxes)
+    try:
+        dead_home, live_home = dead[1], live[1]
+        dead[0].kill()  # SIGKILL: it tidies nothing up
+        dead[0].wait()
+        cgroups = [Path("/sys/fs/cgroup") / c / "autograder" / dead_home.name for c in ("memory", "pids")]
+        assert dead_home.exists() and all(c.is_dir() for c in cgroups), "the killed grader left nothing to remove"
+        tiny = write_notebook(tmp_path / "x.ipynb", "x = 1")
+        command = [sys.executable, "-m", "autograder", "grade", str(tiny), "-a", TENSORS]
+        another = subprocess.run([*command, "--json", str(tmp_path / "x.json")], capture_output=True, text=True)
+        assert another.returncode == 0, another.stderr
+        assert not dead_home.exists() and not any(c.exists() for c in cgroups)
+        assert str(dead_home) not in Path("/proc/mounts").read_text()
+        assert live_home.exists() and (live_home / "work" / "started").exists(), "a live grader's sandbox was touched"
+        assert live[0].poll() is None
+    finally:
+        for grader, _ in (live, dead):
+            grader.terminate()
+            grader.wait(timeout=60)
+    assert not live[1].exists(), "the live grader did not tidy up its own sandbox on SIGTERM"
+
+
+def _grader_in_a_sandbox(path: Path, code: str, sandboxes: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """A grader grading `code`, once the notebook runs: the process and its sandbox folder."""
+    before = set(sandboxes.glob("s*"))
+    write_notebook(path, code)
+    command = [sys.executable, "-m", "autograder", "grade", str(path), "-a", TENSORS, "--cell-timeout", "400"]
+    grader = subprocess.Popen([*command, "--json", str(path.with_suffix(".json"))], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        started = [home for home in set(sandboxes.glob("s*")) - before if (home / "work" / "started").exists()]
+        if started:
+            return grader, started[0]
+        assert grader.poll() is None, "the grader ended before its notebook ran"
+        time.sleep(0.2)
+    grader.kill()
+    raise AssertionError("the notebook never started")
+
+
+READ_HIDDEN = "hidden = open(HIDDEN).read()"
+
+
+@pytest.fixture(scope="module")
+def exposed_course() -> Iterator[Path]:
+    """A course where every user may read the solutions (a world-readable folder)."""
+    course = Path(f"/srv/autograder-course-{secrets.token_hex(4)}")
+    for part in ("assignments", "solutions"):
+        shutil.copytree(ROOT / part / TENSORS, course / part / TENSORS)
+    for folder in (course, *course.rglob("*")):
+        folder.chmod(0o755 if folder.is_dir() else 0o644)
+    yield course
+    shutil.rmtree(course, ignore_errors=True)
+
+
+def grade_without_cgroups(course: Path, notebook: Path, *flags: str) -> dict[str, object]:
+    """`autograder grade` on a host with no cgroup v1 (simulated: the cgroup root is elsewhere)."""
+    out = notebook.with_suffix(".json")
+    env = {**os.environ, "AUTOGRADER_CGROUP_ROOT": str(notebook.parent / "no-cgroups")}
+    command = [sys.executable, "-m", "autograder", "--course", str(course), "grade", str(notebook), "-a", TENSORS]
+    subprocess.run([*command, *flags, "--json", str(out)], env=env, capture_output=True, check=False)
+    result: dict[str, object] = json.loads(out.read_text())
+    return result
+
+
+def test_without_the_sandbox_root_runs_the_kernel_as_a_fresh_user(tmp_path: Path, exposed_course: Path) -> None:
+    course = tmp_path / "course"  # under pytest's 0700 folder: no other user reaches it
+    shutil.copytree(exposed_course, course)
+    hidden = course / "solutions" / TENSORS / "hidden_checks" / "test_hidden.py"
+    reference = json.loads((course / "solutions" / TENSORS / f"{TENSORS}.ipynb").read_text())
+    reference["cells"].append(
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": READ_HIDDEN.replace("HIDDEN", repr(str(hidden))),
+        }
+    )
+    notebook = tmp_path / "reader.ipynb"
+    notebook.write_text(json.dumps(reference))
+    result = grade_without_cgroups(course, notebook)
+    assert result["status"] == "graded" and str(result["isolation"]).startswith("user ("), result
+    assert "cgroup" in str(result["isolation"]), "the reason must be the machine's, not 'not root'"
+    assert result["score"] == result["max_score"] == 23
+    errors = result["execution"]["cell_errors"]  # type: ignore[index]
+    assert [e["exception"] for e in errors] == ["PermissionError"], errors
+
+
+def test_without_the_sandbox_readable_solutions_are_refused_unless_waived(tmp_path: Path, exposed_course: Path) -> None:
+    notebook = tmp_path / "honest.ipynb"
+    shutil.copy(exposed_course / "solutions" / TENSORS / f"{TENSORS}.ipynb", notebook)
+    refused = grade_without_cgroups(exposed_course, notebook)
+    assert refused["status"] == "error" and "--waive-isolation" in str(refused["reason"]), refused
+    assert "solutions" in str(refused["reason"]) and "not root" not in str(refused["reason"])
+    waived = grade_without_cgroups(exposed_course, notebook, "--waive-isolation")
+    assert waived["status"] == "graded" and waived["score"] == 23
+    assert "waived: --waive-isolation" in str(waived["isolation"])
