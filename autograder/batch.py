@@ -37,6 +37,7 @@ from autograder.sandbox import share_cores, start_forkserver, tear_down_live_san
 from autograder.selection import refused as refused_result
 from autograder.staging import read_regular
 from autograder.submissions import Entry
+from autograder.ungraded import ungraded_result
 
 _CLEANUP_GRACE_S = 20.0
 _PARENT_GONE = threading.Event()  # set in a worker whose grader has died
@@ -263,14 +264,13 @@ def _finished(outcome: _Outcome, entry: Entry, assignment_name: str | None) -> S
             reason, where = str(error), error.grader_traceback
         else:
             reason, where = f"the grading worker failed: {type(error).__name__}: {error}", traceback.format_exc()
-        return SubmissionResult(
-            submission=str(entry.path),
-            assignment=assignment_name,
+        return ungraded_result(
+            entry.path,
             status="error",
             reason=reason,
-            grader_traceback=where,
+            assignment=assignment_name,
             student=entry.name or entry.student,
-            grader_version=grader_version(),
+            grader_traceback=where,
             assignment_chosen_by=entry.chosen_by,
         )
 

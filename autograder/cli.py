@@ -121,6 +121,7 @@ def cli(context: click.Context, course: Path | None) -> None:
 @click.option("--gpus", help="With --docker: GPUs for each container, as docker run --gpus takes them ('all').")
 @click.option("--memory", help="With --docker: memory of each container, grader and kernel together (default 6g).")
 @click.option("--cpus", type=click.FloatRange(min=0.01), help="With --docker: CPUs of each container (default 2).")
+@click.option("--public-only", is_flag=True, hidden=True, help="The public checks alone (a self-check in a container).")
 @click.option(
     "--waive-isolation",
     is_flag=True,
@@ -145,6 +146,7 @@ def grade(
     gpus: str | None,
     memory: str | None,
     cpus: float | None,
+    public_only: bool,
     waive_isolation: bool,
 ) -> int:
     """Grade notebooks with public and hidden checks.
@@ -184,6 +186,7 @@ def grade(
         notebook_timeout_s=notebook_timeout,
         container=container,
         waive_isolation="--waive-isolation" if waive_isolation else "",
+        public_only=public_only,
     )
     if json_path == Path("-"):  # the result alone on stdout: how the grading container answers
         with result_only_on_stdout() as send:

@@ -23,30 +23,28 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import datetime
 import io
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from autograder.assets import default_store
 from autograder.config import AssignmentConfig
-from autograder.environment import grader_version
 from autograder.errors import NotANotebookError, UsageError
 from autograder.results import SubmissionResult
-from autograder.sandbox import KernelLaunch, Workspace
+from autograder.sandbox import KernelLaunch, Workspace, kill_everything_of
 from autograder.staging import read_regular
+from autograder.ungraded import ungraded_result
 
 OWNER_LABEL = "autograder.owner"  # host/pid/start time of the process that started the container
 GROUP_LABEL = "autograder.group"  # its process group: a whole run's containers, workers included
@@ -102,6 +100,7 @@ def docker_command(
     assignment: str | None = None,
     cell_timeout_s: float | None = None,
     notebook_timeout_s: float | None = None,
+    public_only: bool = False,
 ) -> list[str]:
     """The `docker run` command line that grades one notebook (nothing is run here)."""
     inside = f"{SUBMISSIONS}/{_safe_name(submission.name)}"
@@ -162,6 +161,8 @@ def docker_command(
         command += ["--cell-timeout", str(cell_timeout_s)]
     if notebook_timeout_s is not None:
         command += ["--notebook-timeout", str(notebook_timeout_s)]
+    if public_only:  # a student's self-check: the public checks alone, in the container too
+        command.append("--public-only")
     return command
 
 
@@ -172,6 +173,7 @@ def grade_in_container(
     assignment_name: str | None = None,
     cell_timeout_s: float | None = None,
     notebook_timeout_s: float | None = None,
+    public_only: bool = False,
 ) -> SubmissionResult:
     """Grade one notebook in a container of its own. Never raises for a bad
     submission or a failed container: that becomes the result's reason.
@@ -191,6 +193,7 @@ def grade_in_container(
         assignment=assignment_name,
         cell_timeout_s=cell_timeout_s,
         notebook_timeout_s=notebook_timeout_s,
+        public_only=public_only,
     )
     try:
         try:
@@ -281,7 +284,7 @@ def container_workspace(
         argv = (sys.executable, "-I", str(_ENTRY), json.dumps(spec), "--", sys.executable, *kernel)
         yield Workspace(WORKDIR, runtime, KernelLaunch(argv, {}, sandbox=_describe(uid)))
     finally:
-        _stop_processes_of(uid)
+        kill_everything_of(uid)
         _empty(WORKDIR)
         if KAGGLE.is_dir():
             _empty(KAGGLE)
@@ -354,15 +357,8 @@ def _why_no_result(name: str, run: subprocess.CompletedProcess[bytes]) -> str:
     return f"the grading container gave no result (exit {run.returncode}{memory}): {said}"
 
 
-def _failed(path: Path, assignment: str | None, status: str, reason: str) -> SubmissionResult:
-    return SubmissionResult(
-        submission=str(path),
-        assignment=assignment,
-        status=status,  # type: ignore[arg-type]
-        reason=reason,
-        grader_version=grader_version(),
-        graded_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    )
+def _failed(path: Path, assignment: str | None, status: Literal["rejected", "error"], reason: str) -> SubmissionResult:
+    return ungraded_result(path, status=status, reason=reason, assignment=assignment)
 
 
 def _describe(uid: int) -> str:
@@ -379,29 +375,6 @@ def _first_line(*paths: str) -> str:
         with contextlib.suppress(OSError):
             return Path(path).read_text().strip()
     return ""
-
-
-def _stop_processes_of(uid: int, timeout_s: float = 10.0) -> None:
-    """SIGKILL every process of the submission's uid until none is left."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _uid_of(p) == uid]
-        if not found:
-            return
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
-def _uid_of(process: Path) -> int | None:
-    """The real uid from /proc/PID/status (the folder's owner turns root when a
-    process makes itself non-dumpable)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in (process / "status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    return None
 
 
 def _empty(folder: Path) -> None:

@@ -16,10 +16,12 @@ and a message that cannot be read is recorded in the cell's output.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -256,6 +258,7 @@ def executed_notebook(
             interrupt=run_sync(manager.interrupt_kernel),
             kill=lambda: run_sync(manager.shutdown_kernel)(now=True),
         )
+        _seal_runtime(workspace.runtime)
         try:
             student.run_internal(seed_code(config.seed), timeout_s=120)
             report = _run_cells(client, notebook, config, student, launch.sandbox)
@@ -265,6 +268,16 @@ def executed_notebook(
             yield report, student
         finally:
             student.close()
+
+
+def _seal_runtime(runtime: Path) -> None:
+    """Once the kernel has bound its sockets (before any student code runs), its
+    runtime folder becomes root's: the grader reconnects to those paths as root,
+    so the student must not be able to swap them for links to other sockets
+    (the fork server's, the Docker daemon's). Not root: nothing to protect."""
+    if os.geteuid() == 0:
+        os.chown(runtime, 0, 0)
+        runtime.chmod(0o755)
 
 
 def _run_cells(

@@ -45,6 +45,7 @@ _CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = (
 )
 _NAMESPACES = _CLONE_NEWNS | _CLONE_NEWUTS | _CLONE_NEWIPC | _CLONE_NEWPID | _CLONE_NEWNET
 _PR_SET_PDEATHSIG = 1
+_MAX_REQUEST = 4 * 1024 * 1024  # a launcher's request: the sandbox's spec and the kernel's command
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -57,7 +58,10 @@ def _receive(connection: socket.socket) -> dict[str, Any] | None:
     header = _exactly(connection, 4)
     if header is None:
         return None
-    data = _exactly(connection, struct.unpack("!I", header)[0])
+    size = struct.unpack("!I", header)[0]
+    if size > _MAX_REQUEST:
+        return None
+    data = _exactly(connection, size)
     return None if data is None else dict(json.loads(data))
 
 
@@ -142,13 +146,20 @@ def _reap(holders: set[int], *, block: bool = False) -> None:
 
 
 def _accept(server: socket.socket) -> set[int]:
-    connection, _ = server.accept()
+    """One launcher's request. Whatever arrives (a stranger's bytes, a stalled
+    writer), it costs this connection only: the server keeps serving."""
+    try:
+        connection, _ = server.accept()
+    except OSError:
+        return set()
     fds: list[int] = []
     try:
+        connection.settimeout(10)
         _, fds, _, _ = socket.recv_fds(connection, 1, 3)
         request = _receive(connection)
-        if request is None or len(fds) != 3:
+        if request is None or len(fds) != 3 or not isinstance(request.get("spec"), dict):
             return set()
+        connection.settimeout(None)
         holder = os.fork()
         if holder == 0:
             try:
@@ -157,7 +168,7 @@ def _accept(server: socket.socket) -> set[int]:
             finally:
                 os._exit(70)
         return {holder}
-    except OSError:
+    except Exception:  # anything a stranger sends costs this connection only
         return set()
     finally:
         connection.close()

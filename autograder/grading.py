@@ -6,7 +6,6 @@ becomes a result with a status and a reason, so a batch always goes on.
 
 from __future__ import annotations
 
-import datetime
 import math
 import os
 import shutil
@@ -31,6 +30,8 @@ from autograder.intake import Submission, read_submission
 from autograder.results import ExecutionReport, SubmissionResult
 from autograder.sandbox import IsolationRefusedError, Workspace, open_workspace
 from autograder.scoring import score_outcomes
+from autograder.ungraded import now as _now
+from autograder.ungraded import ungraded_result
 
 
 @dataclass(frozen=True)
@@ -58,34 +59,50 @@ def grade_notebook(
     so a caller can say which one was chosen and why.
     """
     if options.container is not None:
-        return grade_in_container(
+        result = grade_in_container(
             path,
             settings=options.container,
             assignment_name=assignment_name,
             cell_timeout_s=options.cell_timeout_s,
             notebook_timeout_s=options.notebook_timeout_s,
+            public_only=options.public_only,
         )
+        if on_assignment is not None and result.assignment is not None:
+            on_assignment(path, result.assignment, result.assignment_chosen_by or "recognised in the container")
+        return result
     started = time.monotonic()
     try:
         submission = read_submission(path)
     except NotANotebookError as error:
-        return _unfinished(path, assignment_name, "rejected", error.reason)
+        return ungraded_result(path, status="rejected", reason=error.reason, assignment=assignment_name)
     try:
         if assignment_name is None:
             assignment, how = course.recognise(submission)
         else:
             assignment, how = course.get(assignment_name), "as asked with -a"
     except UnknownAssignmentError as error:
-        return _unfinished(path, assignment_name, "rejected", str(error), submission.sha256)
+        return ungraded_result(
+            path, status="rejected", reason=str(error), assignment=assignment_name, sha256=submission.sha256
+        )
     if on_assignment is not None:
         on_assignment(path, assignment.name, how)
     try:
         return _grade(submission, assignment, options, started)
     except IsolationRefusedError as error:  # the machine's fault, said as it is
-        return _unfinished(path, assignment.name, "error", str(error), submission.sha256)
+        return ungraded_result(
+            path, status="error", reason=str(error), assignment=assignment.name, sha256=submission.sha256
+        )
     except Exception as error:  # one submission's failure must not stop a batch
         reason = f"the grader failed on this submission: {type(error).__name__}: {error}"
-        return _unfinished(path, assignment.name, "error", reason, submission.sha256, traceback.format_exc())
+        where = traceback.format_exc()
+        return ungraded_result(
+            path,
+            status="error",
+            reason=reason,
+            assignment=assignment.name,
+            sha256=submission.sha256,
+            grader_traceback=where,
+        )
 
 
 def _grade(submission: Submission, assignment: Assignment, options: GradingOptions, started: float) -> SubmissionResult:
@@ -100,7 +117,7 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
     if config.links or config.kaggle_inputs:
         assets.require()
     context_thresholds = config.thresholds.get(assets.kind, {})
-    hidden_material = [] if options.public_only else [assignment.solution_dir.parent, assets.hidden]
+    hidden_material = [] if options.public_only else _hidden_material(assignment, assets)
     waiver = options.waive_isolation or ("AUTOGRADER_WAIVE_ISOLATION=1" if _waived_by_environment() else "")
     with open_workspace(config, hidden_material=hidden_material, waiver=waiver) as workspace:
         isolation = workspace.isolation
@@ -232,25 +249,13 @@ def _source(cell: NotebookNode) -> str:
     return "".join(source) if isinstance(source, list) else str(source)
 
 
+def _hidden_material(assignment: Assignment, assets: AssetStore) -> list[Path]:
+    """What student code must not reach: the solutions, the hidden assets, and the
+    git history of a course kept in git (it holds the solutions too)."""
+    solutions = assignment.solution_dir.parent.resolve()
+    repository = next((folder / ".git" for folder in solutions.parents if (folder / ".git").exists()), None)
+    return [solutions, assets.hidden, *([repository] if repository else [])]
+
+
 def _waived_by_environment() -> bool:
     return os.environ.get("AUTOGRADER_WAIVE_ISOLATION") == "1"
-
-
-def _unfinished(
-    path: Path, assignment: str | None, status: str, reason: str, sha256: str = "", grader_traceback: str = ""
-) -> SubmissionResult:
-    return SubmissionResult(
-        submission=str(path),
-        assignment=assignment,
-        status=status,  # type: ignore[arg-type]
-        reason=reason,
-        environment=describe_environment(),
-        submission_sha256=sha256,
-        grader_version=grader_version(),
-        graded_at=_now(),
-        grader_traceback=grader_traceback,
-    )
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -18,6 +18,7 @@ SCHEMA_VERSION = 1
 
 CheckStatus = Literal["passed", "failed", "error", "not-run", "environment"]
 Visibility = Literal["public", "hidden"]
+Status = Literal["graded", "rejected", "error"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class SubmissionResult:
 
     submission: str
     assignment: str | None
-    status: Literal["graded", "rejected", "error"]
+    status: Status
     reason: str = ""
     student: str = ""
     score: float = 0.0

@@ -220,7 +220,7 @@ def _unprivileged(config: AssignmentConfig, description: str) -> Iterator[Worksp
         try:
             yield Workspace(workdir, runtime, launch, isolation=description)
         finally:
-            _kill_all([], uid)
+            kill_everything_of(uid)
 
 
 def usable_cores() -> int:
@@ -455,7 +455,7 @@ def _older_than(path: Path, seconds: float) -> bool:
 def _tear_down(uid: int, cgroups: list[Path], home: Path) -> None:
     """Stop everything of the sandbox's user and remove what the sandbox made
     (done again, it finds nothing left to do)."""
-    _kill_all(cgroups, uid)
+    kill_everything_of(uid, cgroups)
     for folder in (home / "work", home / "runtime"):
         subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
     for cgroup in cgroups:
@@ -594,9 +594,11 @@ def tear_down_live_sandboxes() -> None:
         _LIVE.pop(uid, None)
 
 
-def _kill_all(cgroups: list[Path], uid: int, timeout_s: float = 10.0) -> None:
-    """SIGKILL every process left in the submission's cgroups, then wait until no
-    process of its user exists at all (zombies included) before returning."""
+def kill_everything_of(uid: int, cgroups: Iterable[Path] = (), timeout_s: float = 10.0) -> None:
+    """SIGKILL every process of the submission's user and in its cgroups, until
+    none exists at all (zombies included). The one killer of every runner: the
+    sandbox, the fresh-uid tier, the grading container."""
+    cgroups = list(cgroups)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         pids = {int(pid) for cgroup in cgroups for pid in _members(cgroup)} | _processes_of(uid)

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.course import Course
-from autograder.environment import grader_version
 from autograder.errors import NotANotebookError
 from autograder.intake import read_submission
 from autograder.results import SubmissionResult
 from autograder.submissions import Entry, own_file_name
+from autograder.ungraded import ungraded_result
 
 
 @dataclass(frozen=True)
@@ -143,14 +143,7 @@ _Candidate = tuple[Entry, Recognition]
 
 def refused(path: Path, reason: str, *, student: str = "") -> SubmissionResult:
     """The result of a notebook refused before grading: rejected, with the reason."""
-    return SubmissionResult(
-        submission=str(path),
-        assignment=None,
-        status="rejected",
-        reason=reason,
-        student=student,
-        grader_version=grader_version(),
-    )
+    return ungraded_result(path, status="rejected", reason=reason, student=student)
 
 
 def _precedence(candidates: list[_Candidate]) -> Callable[[_Candidate], tuple[int, tuple[int, ...], int, str]]:

@@ -33,10 +33,20 @@ class Variant:
     edits: tuple[tuple[str, str], ...]  # (old, new): each old occurs exactly once in the reference's code
     lost: dict[str, float]  # question -> points lost
     says: tuple[str, ...]  # a piece of each failing message the student reads
+    # points a variant may lose as well, depending on the hidden pictures (each synth draws its own)
+    may_also_lose: tuple[tuple[str, float], ...] = ()
 
 
 VARIANTS = [
-    Variant("left-in-training-mode", (("model.eval()\n", "model.train()\n"),), {"m3": 1}, ("training mode",)),
+    # in training mode batch norm uses each picture's own statistics: whether the top 5 on the hidden pictures
+    # still match the trusted model's within the tolerance depends on those pictures
+    Variant(
+        "left-in-training-mode",
+        (("model.eval()\n", "model.train()\n"),),
+        {"m3": 1},
+        ("training mode",),
+        may_also_lose=(("i1", 1),),
+    ),
     Variant(
         "ones-and-elementwise-product",  # the second is a real student's mistake
         (("b = torch.zeros(2, 3)", "b = torch.ones(2, 3)"), ("np_product = np_a @ np_b", "np_product = np_a * np_b")),
@@ -113,7 +123,11 @@ def test_variant_loses_exactly_its_points(variant_result: tuple[Variant, Submiss
     assert result.status == "graded", result.reason
     assert result.execution is not None and not result.execution.cell_errors
     lost = {q.question: q.max_score - q.score for q in result.questions if q.score < q.max_score}
-    assert lost == variant.lost, [(c.name, c.message) for c in result.checks if c.status != "passed"]
+    maybe = dict(variant.may_also_lose)
+    assert {q: p for q, p in lost.items() if q not in maybe} == variant.lost, [
+        (c.name, c.message) for c in result.checks if c.status != "passed"
+    ]
+    assert all(lost.get(q, 0) in (0, points) for q, points in maybe.items()), lost
 
 
 def test_variant_messages_name_the_problem(variant_result: tuple[Variant, SubmissionResult]) -> None:

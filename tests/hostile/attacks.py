@@ -44,11 +44,29 @@ def _absent(*paths_or_keys: str) -> str:
     )
 
 
+REDIRECT_SOCKETS = (
+    "import glob, os\nswapped = []\n"
+    "argv = open('/proc/1/cmdline').read().split(chr(0))\n"
+    "target = argv[argv.index('serve') + 1] if 'serve' in argv else '/var/run/docker.sock'\n"
+    "runtime = os.path.dirname(os.environ['IPYTHONDIR'])\n"
+    "for path in glob.glob(runtime + '/kernel-*'):\n"
+    "    try:\n"
+    "        os.rename(path, path + '.old')\n"
+    "        os.symlink(target, path)\n"
+    "        swapped.append(path)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "canary = 'blocked the sockets are root\\'s' if not swapped else 'SWAPPED ' + repr(swapped)"
+)
+
 # The kernel's view is an allow-list (SECURITY.md, "The kernel's view"): what it does not name is not there.
 VIEW_ATTACKS = [
-    Attack(
+    Attack("point-the-grader-at-another-socket", REDIRECT_SOCKETS, blocked="blocked"),
+    Attack(  # the checkout's folder exists where the Python environment lives inside it (.venv): nothing else
         "read-the-checkout",
-        _absent("{checkout!r}", "{checkout!r} + '/solutions'", "{checkout!r} + '/.git'"),
+        _absent(
+            *(f"{{checkout!r}} + '/{part}'" for part in ("solutions", ".git", "autograder", "pyproject.toml", "tests"))
+        ),
         blocked="blocked",
     ),
     Attack(

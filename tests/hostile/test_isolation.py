@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -310,3 +311,37 @@ def test_without_the_sandbox_readable_solutions_are_refused_unless_waived(tmp_pa
     waived = grade_without_cgroups(exposed_course, notebook, "--waive-isolation")
     assert waived["status"] == "graded" and waived["score"] == 23
     assert "waived: --waive-isolation" in str(waived["isolation"])
+
+
+def test_without_the_sandbox_a_readable_git_history_is_refused(tmp_path: Path, exposed_course: Path) -> None:
+    """The solutions folder root's alone is not enough where the course's git history holds them too."""
+    course = Path(f"/srv/autograder-git-course-{secrets.token_hex(4)}")
+    try:
+        shutil.copytree(exposed_course, course)
+        subprocess.run(["git", "init", "-q", str(course)], check=True)
+        (course / "solutions").chmod(0o700)
+        (course / ".git").chmod(0o755)
+        notebook = tmp_path / "honest.ipynb"
+        shutil.copy(course / "solutions" / TENSORS / f"{TENSORS}.ipynb", notebook)
+        refused = grade_without_cgroups(course, notebook)
+        assert refused["status"] == "error" and ".git" in str(refused["reason"]), refused
+    finally:
+        shutil.rmtree(course, ignore_errors=True)
+
+
+def test_the_fork_server_survives_a_strangers_bytes() -> None:
+    """Garbage, a huge declared length and a silent connection each cost their
+    own connection only: the next kernel still starts."""
+    from autograder.sandbox import _ForkServer
+
+    server = _ForkServer.get()
+    if server is None:
+        pytest.skip(f"no fork server here: {_ForkServer._failed}")
+    for payload in (b"\xff\x00\x00\x01" + b"x" * 64, b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b""):
+        with socket.socket(socket.AF_UNIX) as stranger:
+            stranger.connect(str(server.socket))
+            if payload:
+                socket.send_fds(stranger, [b"\0"], [0, 1, 2])
+                stranger.sendall(payload)
+    view, _ = look_around()
+    assert view["found"] == [] and server.process.poll() is None
