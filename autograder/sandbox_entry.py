@@ -71,6 +71,12 @@ def _build_root(spec: dict[str, Any]) -> None:
     def inside(path: str) -> str:  # every path in the spec is absolute
         return root + path
 
+    # the private temp folders first: what is bound below them afterwards (an
+    # environment or a checkout under /tmp) shows through instead of being covered
+    for path in spec["scratch"]:
+        if not path.startswith("/dev/"):
+            _tmpfs(inside(path), f"size={spec['scratch_mb']}m,mode=1777")
+
     for path in spec["read_only"]:
         _bind(path, inside(path))
     for link, target in spec["symlinks"].items():
@@ -96,7 +102,8 @@ def _build_root(spec: dict[str, Any]) -> None:
     for path in spec["writable"]:
         _bind(path, inside(path), writable=True)
     for path in spec["scratch"]:  # private, size-capped, empty
-        _tmpfs(inside(path), f"size={spec['scratch_mb']}m,mode=1777")
+        if path.startswith("/dev/"):
+            _tmpfs(inside(path), f"size={spec['scratch_mb']}m,mode=1777")
     if spec["kaggle"]:
         for relative, target in spec["kaggle"].items():
             link = inside(f"/kaggle/{relative}")
