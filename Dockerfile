@@ -59,7 +59,7 @@ COPY solutions /opt/autograder/course/solutions
 # /submission (the notebook, mounted read-only), /opt/autograder/instructor (a
 # mounted course) and /run/grader (the grader's HOME and TMPDIR) are root-only,
 # so student code, which runs as a fresh unprivileged uid per submission (see
-# autograder/container_entry.py), cannot enter them; /work is its working folder.
+# autograder/isolation/entry.py), cannot enter them; /work is its working folder.
 RUN chmod -R go-rwx /opt/autograder/course/solutions \
  && mkdir -m 0700 /submission /opt/autograder/instructor /run/grader \
  && mkdir -m 0755 /work /kaggle

@@ -31,9 +31,9 @@ from autograder.environment import grader_version
 from autograder.errors import AutograderError, UsageError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
+from autograder.isolation import share_cores, start_forkserver, tear_down_live_sandboxes, usable_cores
 from autograder.pool import WorkerFailure, run_jobs
 from autograder.results import SubmissionResult
-from autograder.sandbox import share_cores, start_forkserver, tear_down_live_sandboxes, usable_cores
 from autograder.selection import refused as refused_result
 from autograder.staging import read_regular
 from autograder.submissions import Entry

@@ -19,7 +19,6 @@ import contextlib
 import io
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from autograder.assets import AssetStore
 from autograder.bridge import Student
 from autograder.environment import GpuUse, blames_machine
 from autograder.errors import BridgeError, KernelUnavailableError, StudentCodeError, StudentNameError
+from autograder.isolation.processes import owned_temp_folder
 from autograder.reference import FigureProblem
 from autograder.results import CheckOutcome, CheckStatus, Visibility
 
@@ -274,15 +274,15 @@ def run_checks(
     if budget_s:
         session.deadline = time.monotonic() + budget_s
         session.budget = f"the {budget_s:g} s budget for checks (checks_timeout_s)"
-    with tempfile.TemporaryDirectory(prefix="autograder-checks-") as scratch:
-        ini = Path(scratch) / "pytest.ini"
+    with owned_temp_folder("checks-") as scratch:
+        ini = scratch / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
         arguments: list[Any] = [
             *(str(f.path) for f in files),
             "-c",
             str(ini),
             "--rootdir",
-            scratch,
+            str(scratch),
             "--import-mode=importlib",
             "--assert=plain",
             "--strict-markers",

@@ -20,16 +20,16 @@ from autograder.assets import default_store, fetch
 from autograder.assets import status as asset_status
 from autograder.batch import count_statuses, default_workers, grade_batch
 from autograder.batch_report import gradescope_results, write_batch_reports
-from autograder.container import ContainerSettings, image_id, remove_orphans, result_only_on_stdout
 from autograder.contract import verify_assignment
 from autograder.course import Course
 from autograder.errors import AutograderError, UsageError
 from autograder.gradescope import export_gradescope
 from autograder.grading import GradingOptions, grade_notebook
+from autograder.isolation import isolation_here
+from autograder.isolation.container import ContainerSettings, image_id, remove_orphans, result_only_on_stdout
 from autograder.report import render_batch, render_grade, render_self_check, render_students
 from autograder.results import SubmissionResult
 from autograder.safe_text import plain_text
-from autograder.sandbox import isolation_here
 from autograder.selection import AssignmentNames, Selection, choose, recognise, refused
 from autograder.standins import synth
 from autograder.submissions import collect, read_roster

@@ -35,8 +35,8 @@ from nbformat import NotebookNode
 
 from autograder.bridge import DROPPED, KernelSession, Student, limit_messages
 from autograder.config import AssignmentConfig
+from autograder.isolation import KernelLaunch, Workspace
 from autograder.results import CellError, ExecutionReport
-from autograder.sandbox import KernelLaunch, Workspace
 
 KERNEL_NAME = "autograder-python"
 _OUTPUT_LIMIT = 1_000_000  # characters of output kept per cell; the rest is dropped

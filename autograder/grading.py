@@ -21,14 +21,14 @@ from autograder.answers import find_answers
 from autograder.assets import AssetStore, default_store
 from autograder.bridge import Student
 from autograder.checks import CheckContext, CheckFile, run_checks, unloaded_check_files
-from autograder.container import ContainerSettings, grade_in_container
 from autograder.course import Assignment, Course
 from autograder.environment import GpuUse, blames_machine, describe_environment, grader_version
 from autograder.errors import BridgeError, NotANotebookError, UnknownAssignmentError
 from autograder.execution import executed_notebook
 from autograder.intake import Submission, read_submission
+from autograder.isolation import IsolationRefusedError, Workspace, open_workspace
+from autograder.isolation.container import ContainerSettings, grade_in_container
 from autograder.results import ExecutionReport, SubmissionResult
-from autograder.sandbox import IsolationRefusedError, Workspace, open_workspace
 from autograder.scoring import score_outcomes
 from autograder.ungraded import now as _now
 from autograder.ungraded import ungraded_result

@@ -32,7 +32,7 @@ fi
 import nbformat
 from autograder.config import AssignmentConfig
 from autograder.execution import executed_notebook
-from autograder.sandbox import open_workspace
+from autograder.isolation import open_workspace
 
 notebook = nbformat.v4.new_notebook()
 notebook.cells = [nbformat.v4.new_code_cell("import torch\ndevice = torch.device('cuda' if torch.cuda.is_available() else 'cpu')")]

@@ -11,8 +11,8 @@ import pytest
 
 from autograder.course import Course
 from autograder.grading import GradingOptions, grade_notebook
+from autograder.isolation import sandbox_available
 from autograder.results import SubmissionResult
-from autograder.sandbox import sandbox_available
 
 if os.geteuid() != 0:  # no sandbox without root: the tests grade references with hidden checks all the same
     os.environ.setdefault("AUTOGRADER_WAIVE_ISOLATION", "1")

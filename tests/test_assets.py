@@ -18,7 +18,7 @@ from autograder.assets import FASHION, INTEL, MODELS, SCENES, AssetStore, defaul
 from autograder.course import Course
 from autograder.errors import AssetError
 from autograder.grading import grade_notebook
-from autograder.sandbox import sandbox_available
+from autograder.isolation import sandbox_available
 from tests.conftest import write_notebook
 
 

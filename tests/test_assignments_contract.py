@@ -6,8 +6,8 @@ import pytest
 
 from autograder.contract import hidden_check_names, verify_assignment
 from autograder.course import Course
+from autograder.isolation import sandbox_available
 from autograder.results import SubmissionResult
-from autograder.sandbox import sandbox_available
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from autograder.cli import cli
-from autograder.container import (
+from autograder.isolation.container import (
     GROUP_LABEL,
     OWNER_LABEL,
     ContainerSettings,

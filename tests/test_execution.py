@@ -14,8 +14,8 @@ from autograder.bridge import Student
 from autograder.config import AssignmentConfig
 from autograder.errors import KernelUnavailableError, StudentCodeError, StudentNameError
 from autograder.execution import executed_notebook
+from autograder.isolation import Workspace, open_workspace
 from autograder.results import ExecutionReport
-from autograder.sandbox import Workspace, open_workspace
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ def test_wheel_has_engine_and_public_material(wheel: zipfile.ZipFile) -> None:
     names = wheel.namelist()
     assert "autograder/grading.py" in names
     assert "autograder/templates/summary.html.j2" in names
-    assert "autograder/sandbox_entry.py" in names and "autograder/forkserver.py" in names
+    assert "autograder/isolation/entry.py" in names and "autograder/isolation/forkserver.py" in names
     assert "autograder/course/assignments/02_tensors/02_tensors.ipynb" in names
     assert "autograder/course/assignments/02_tensors/public_checks/test_public.py" in names
 

@@ -21,11 +21,11 @@ import pytest
 
 from autograder import reference
 from autograder.batch import grade_batch
-from autograder.container import ContainerSettings, grade_in_container
 from autograder.course import Course
 from autograder.errors import NotANotebookError
 from autograder.gradescope import _RUN, grade_gradescope_submission
 from autograder.intake import read_submission
+from autograder.isolation.container import ContainerSettings, grade_in_container
 from autograder.staging import LINK, MAX_DEPTH, MAX_FILE_BYTES, read_inside, read_regular, stage
 from autograder.submissions import Entry, collect
 from tests.conftest import ROOT, TENSORS, write_notebook

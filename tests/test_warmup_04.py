@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from autograder.course import Course
+from autograder.isolation import sandbox_available
 from autograder.results import SubmissionResult
-from autograder.sandbox import sandbox_available
 from tests.conftest import grade
 
 # Like the course, the notebook reads /kaggle/input/..., which only the sandbox provides.

@@ -28,8 +28,8 @@ import pytest
 from autograder.assets import default_store
 from autograder.course import Course
 from autograder.grading import grade_notebook
+from autograder.isolation import sandbox_available
 from autograder.results import SubmissionResult
-from autograder.sandbox import sandbox_available
 from tests.conftest import ROOT, TENSORS
 from tests.hostile.attacks import ATTACKS, VIEW_ATTACKS, Attack
 

@@ -13,8 +13,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -24,7 +25,7 @@ from autograder.config import AssignmentConfig
 from autograder.course import Course
 from autograder.execution import executed_notebook
 from autograder.grading import grade_notebook
-from autograder.sandbox import open_workspace, sandbox_available
+from autograder.isolation import open_workspace, sandbox_available
 from tests.conftest import ROOT, TENSORS, write_notebook
 
 pytestmark = [
@@ -213,8 +214,8 @@ FILL_AND_NAP = "open('big', 'wb').write(b'x' * 50_000_000)\nopen('started', 'w')
 
 def test_a_dead_graders_leftovers_are_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
     sandboxes = Path(os.environ.get("AUTOGRADER_SANDBOX_DIR", "/var/lib/autograder/sandboxes"))
-    live = _grader_in_a_sandbox(tmp_path / "live.ipynb", NAP, sandboxes)
-    dead = _grader_in_a_sandbox(tmp_path / "dead.ipynb", FILL_AND_NAP, sandboxes)
+    live = _grader_running(tmp_path / "live.ipynb", NAP, sandboxes.glob, "s*")
+    dead = _grader_running(tmp_path / "dead.ipynb", FILL_AND_NAP, sandboxes.glob, "s*")
     try:
         dead_home, live_home = dead[1], live[1]
         dead[0].kill()  # SIGKILL: it tidies nothing up
@@ -236,15 +237,60 @@ def test_a_dead_graders_leftovers_are_removed_and_a_live_ones_kept(tmp_path: Pat
     assert not live[1].exists(), "the live grader did not tidy up its own sandbox on SIGTERM"
 
 
-def _grader_in_a_sandbox(path: Path, code: str, sandboxes: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    """A grader grading `code`, once the notebook runs: the process and its sandbox folder."""
-    before = set(sandboxes.glob("s*"))
+def test_a_dead_graders_fresh_user_is_killed_and_its_folder_removed(tmp_path: Path) -> None:
+    """Without the sandbox a killed grader's kernel outlives it, as a fresh uid: the next grader kills it."""
+    course = tmp_path / "course"  # under pytest's 0700 folder: no other user reaches the solutions
+    for part in ("assignments", "solutions"):
+        shutil.copytree(ROOT / part / TENSORS, course / part / TENSORS)
+    env = {**os.environ, "AUTOGRADER_CGROUP_ROOT": str(tmp_path / "no-cgroups")}
+    temp = Path(tempfile.gettempdir())
+    live = _grader_running(tmp_path / "live.ipynb", NAP, temp.glob, "autograder-user-*", course=course, env=env)
+    dead = _grader_running(tmp_path / "dead.ipynb", NAP, temp.glob, "autograder-user-*", course=course, env=env)
+    try:
+        dead_uid = int((dead[1] / "student-uid").read_text())
+        dead[0].kill()
+        dead[0].wait()
+        assert dead[1].exists() and _processes_of(dead_uid), "the killed grader left nothing behind"
+        tiny = write_notebook(tmp_path / "x.ipynb", "x = 1")
+        command = [sys.executable, "-m", "autograder", "--course", str(course), "grade", str(tiny), "-a", TENSORS]
+        another = subprocess.run(
+            [*command, "--json", str(tmp_path / "x.json")], capture_output=True, text=True, env=env
+        )
+        assert another.returncode == 0, another.stderr
+        assert json.loads((tmp_path / "x.json").read_text())["isolation"].startswith("user (")
+        assert not dead[1].exists() and not _processes_of(dead_uid)
+        assert (live[1] / "work" / "started").exists() and live[0].poll() is None, "a live grader's kernel was touched"
+    finally:
+        for grader, _ in (live, dead):
+            grader.terminate()
+            grader.wait(timeout=60)
+    assert not live[1].exists(), "the live grader did not tidy up its own folder on SIGTERM"
+
+
+def _processes_of(uid: int) -> list[str]:
+    lines = subprocess.run(["ps", "-eo", "uid=,pid="], capture_output=True, text=True, check=True).stdout
+    return [line for line in lines.splitlines() if int(line.split()[0]) == uid]
+
+
+def _grader_running(
+    path: Path,
+    code: str,
+    glob: Callable[[str], Iterable[Path]],
+    pattern: str,
+    *,
+    course: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """A grader grading `code`, once the notebook runs: the process and its
+    workspace folder (the new one of `glob(pattern)` whose notebook started)."""
+    before = set(glob(pattern))
     write_notebook(path, code)
-    command = [sys.executable, "-m", "autograder", "grade", str(path), "-a", TENSORS, "--cell-timeout", "400"]
-    grader = subprocess.Popen([*command, "--json", str(path.with_suffix(".json"))], stderr=subprocess.DEVNULL)
+    courses = ["--course", str(course)] if course else []
+    command = [sys.executable, "-m", "autograder", *courses, "grade", str(path), "-a", TENSORS, "--cell-timeout", "400"]
+    grader = subprocess.Popen([*command, "--json", str(path.with_suffix(".json"))], stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        started = [home for home in set(sandboxes.glob("s*")) - before if (home / "work" / "started").exists()]
+        started = [home for home in set(glob(pattern)) - before if (home / "work" / "started").exists()]
         if started:
             return grader, started[0]
         assert grader.poll() is None, "the grader ended before its notebook ran"
@@ -332,11 +378,11 @@ def test_without_the_sandbox_a_readable_git_history_is_refused(tmp_path: Path, e
 def test_the_fork_server_survives_a_strangers_bytes() -> None:
     """Garbage, a huge declared length and a silent connection each cost their
     own connection only: the next kernel still starts."""
-    from autograder.sandbox import _ForkServer
+    from autograder.isolation.namespaces import ForkServer
 
-    server = _ForkServer.get()
+    server = ForkServer.get()
     if server is None:
-        pytest.skip(f"no fork server here: {_ForkServer._failed}")
+        pytest.skip(f"no fork server here: {ForkServer._failed}")
     for payload in (b"\xff\x00\x00\x01" + b"x" * 64, b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff", b""):
         with socket.socket(socket.AF_UNIX) as stranger:
             stranger.connect(str(server.socket))

@@ -12,10 +12,9 @@ that died left behind.
 
 Inside the image (`AUTOGRADER_IN_CONTAINER=1`, the grader as root):
 `container_workspace` puts the working folder on the tmpfs the container
-provides and starts the kernel through container_entry.py as a fresh
-unprivileged uid. The per-submission sandbox of sandbox.py (namespaces,
-cgroups) cannot be built in an unprivileged container; the container is the
-outer boundary instead.
+provides and starts the kernel through entry.py as a fresh unprivileged uid.
+The namespace sandbox (namespaces.py) cannot be built in an unprivileged
+container; the container is the outer boundary instead.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ import contextlib
 import csv
 import dataclasses
 import io
-import json
 import os
 import re
 import secrets
@@ -33,7 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -41,8 +39,9 @@ from typing import Literal
 from autograder.assets import default_store
 from autograder.config import AssignmentConfig
 from autograder.errors import NotANotebookError, UsageError
+from autograder.isolation.processes import kill_everything_of
+from autograder.isolation.workspace import KernelLaunch, Workspace, entry_argv, fresh_uid, kernel_env, privilege_drop
 from autograder.results import SubmissionResult
-from autograder.sandbox import KernelLaunch, Workspace, kill_everything_of
 from autograder.staging import read_regular
 from autograder.ungraded import ungraded_result
 
@@ -53,7 +52,6 @@ MOUNTED_COURSE = "/opt/autograder/instructor/course"  # in the image: under a ro
 WORKDIR = Path("/work")
 KAGGLE = Path("/kaggle")  # Kaggle's paths, as links the grader makes on a tmpfs
 _ID_AND_OWNER = '{{.ID}} {{.Label "autograder.owner"}}'
-_ENTRY = Path(__file__).with_name("container_entry.py")
 # What the grader, root in the container, still needs: hand files to the
 # submission's user, become it, stop its processes, clean its folders.
 _CAPABILITIES = ("CHOWN", "SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER")
@@ -254,16 +252,11 @@ def result_only_on_stdout() -> Iterator[Callable[[str], None]]:
 
 
 @contextlib.contextmanager
-def container_workspace(
-    config: AssignmentConfig,
-    *,
-    kernel_env: Callable[..., dict[str, str]],
-    kernel: Sequence[str],
-) -> Iterator[Workspace]:
+def container_workspace(config: AssignmentConfig) -> Iterator[Workspace]:
     """Inside the image: the working folder on the container's tmpfs, and a
     kernel that runs as a fresh uid; everything of that uid is stopped and
     the folders emptied when the submission ends."""
-    uid = 200_000 + secrets.randbelow(1_000_000_000)
+    uid = fresh_uid()
     WORKDIR.mkdir(mode=0o700, exist_ok=True)
     _empty(WORKDIR)
     runtime = Path(tempfile.mkdtemp(prefix="autograder-runtime-", dir="/tmp"))
@@ -272,17 +265,10 @@ def container_workspace(
             folder.mkdir(mode=0o700, exist_ok=True)
             os.chown(folder, uid, uid)
             folder.chmod(0o700)
-        spec = {
-            "uid": uid,
-            "workdir": str(WORKDIR),
-            "cpu_seconds": int(config.notebook_timeout_s * 2 + 120),
-            "file_bytes": config.scratch_mb * 1024 * 1024,
-            "processes": config.processes,
-            "env": kernel_env(WORKDIR, runtime, tmp=Path("/tmp")),
-        }
+        spec = privilege_drop(config, uid=uid, workdir=WORKDIR, env=kernel_env(WORKDIR, runtime, tmp=Path("/tmp")))
         _link_kaggle(config)
-        argv = (sys.executable, "-I", str(_ENTRY), json.dumps(spec), "--", sys.executable, *kernel)
-        yield Workspace(WORKDIR, runtime, KernelLaunch(argv, {}, sandbox=_describe(uid)))
+        launch = KernelLaunch(entry_argv(spec), {}, sandbox=_describe(uid))
+        yield Workspace(WORKDIR, runtime, launch, isolation="container")
     finally:
         kill_everything_of(uid)
         _empty(WORKDIR)

@@ -1,19 +1,24 @@
-"""The sandbox's last step before the kernel: run as root inside fresh mount,
-network, IPC and PID namespaces (made by `unshare`), it builds the kernel's
-whole file system from the grader's written list (an allow-list: nothing of
-the host that the list does not name), applies limits, drops to the
+"""The kernel's last step, shared by every runner: run as root by the grader
+(after `unshare`, in a fork server's fresh namespaces, or in the grading
+container), it joins the submission's cgroups, hands it the connection file,
+makes the kernel the first to go when memory runs out, builds the kernel's
+file system where the spec lists one, applies limits, drops to the
 submission's own user for good, and replaces itself with the kernel.
 
-The view is a fresh tmpfs root holding read-only binds of the system and the
-Python environment, a generated /etc, a private /proc, a minimal /dev, the
-public assets at /assets, the working and runtime folders, private temp
-folders; then `pivot_root` into it and the host's tree is detached.
+The view (namespaces only) is a fresh tmpfs root holding read-only binds of
+the system and the Python environment, a generated /etc, a private /proc, a
+minimal /dev, the public assets at /assets, the working and runtime folders,
+private temp folders; then `pivot_root` into it and the host's tree is
+detached: an allow-list, nothing of the host that the list does not name.
+
+A fresh uid, never a fixed account: process limits count per uid across the
+whole machine, so one submission's fork bomb must not use up another's.
 
 This file is run as a script (never imported by the grader) and uses only
 the standard library, so nothing from the grader's package loads here.
-Usage: python sandbox_entry.py SPEC_JSON -- KERNEL_ARGV...
+Usage: python -I entry.py SPEC_JSON -- KERNEL_ARGV...
 The fork server (forkserver.py) imports it for `enter`, the same steps
-without the final exec.
+without the final exec. The spec is made by `workspace.privilege_drop`.
 """
 
 from __future__ import annotations
@@ -63,9 +68,9 @@ def _bind(source: str, target: str, *, writable: bool = False, devices: bool = F
     _mount(None, target, None, flags)
 
 
-def _build_root(spec: dict[str, Any]) -> None:
-    """The kernel's file system, from the spec's lists alone, at spec["root"]."""
-    root: str = spec["root"]
+def _build_root(view: dict[str, Any]) -> None:
+    """The kernel's file system, from the view's lists alone, at view["root"]."""
+    root: str = view["root"]
     _tmpfs(root, "size=16m,mode=0755")
 
     def inside(path: str) -> str:  # every path in the spec is absolute
@@ -73,22 +78,22 @@ def _build_root(spec: dict[str, Any]) -> None:
 
     # the private temp folders first: what is bound below them afterwards (an
     # environment or a checkout under /tmp) shows through instead of being covered
-    for path in spec["scratch"]:
+    for path in view["scratch"]:
         if not path.startswith("/dev/"):
-            _tmpfs(inside(path), f"size={spec['scratch_mb']}m,mode=1777")
+            _tmpfs(inside(path), f"size={view['scratch_mb']}m,mode=1777")
 
-    for path in spec["read_only"]:
+    for path in view["read_only"]:
         _bind(path, inside(path))
-    for link, target in spec["symlinks"].items():
+    for link, target in view["symlinks"].items():
         os.symlink(target, inside(link))
-    for name, text in spec["etc"].items():
+    for name, text in view["etc"].items():
         os.makedirs(inside("/etc"), mode=0o755, exist_ok=True)
         with open(inside(f"/etc/{name}"), "w") as handle:
             handle.write(text)
     os.makedirs(inside("/proc"), mode=0o555)
     _mount("proc", inside("/proc"), "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     _tmpfs(inside("/dev"), "size=64k,mode=0755", _MS_NOSUID | _MS_NOEXEC)
-    for device in spec["devices"]:
+    for device in view["devices"]:
         _bind(device, inside(device), writable=True, devices=True)
     for name, target in (
         ("fd", "/proc/self/fd"),
@@ -97,15 +102,15 @@ def _build_root(spec: dict[str, Any]) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, inside(f"/dev/{name}"))
-    if spec["assets"]:
-        _bind(spec["assets"], inside("/assets"))
-    for path in spec["writable"]:
+    if view["assets"]:
+        _bind(view["assets"], inside("/assets"))
+    for path in view["writable"]:
         _bind(path, inside(path), writable=True)
-    for path in spec["scratch"]:  # private, size-capped, empty
+    for path in view["scratch"]:  # private, size-capped, empty
         if path.startswith("/dev/"):
-            _tmpfs(inside(path), f"size={spec['scratch_mb']}m,mode=1777")
-    if spec["kaggle"]:
-        for relative, target in spec["kaggle"].items():
+            _tmpfs(inside(path), f"size={view['scratch_mb']}m,mode=1777")
+    if view["kaggle"]:
+        for relative, target in view["kaggle"].items():
             link = inside(f"/kaggle/{relative}")
             os.makedirs(os.path.dirname(link), mode=0o755, exist_ok=True)
             os.symlink(target, link)
@@ -125,23 +130,26 @@ def _pivot_into(root: str) -> None:
     _mount(None, "/", None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
 
 
-def enter(spec: dict[str, Any], connection_file: str, *, mount_proc: bool = False) -> None:
+def enter(spec: dict[str, Any], connection_file: str) -> None:
     """Everything but starting the kernel: this process ends as the submission's
-    user, in its working folder, inside the view the spec lists, with its limits.
-    It must be PID 1 of a fresh PID namespace (its /proc shows that namespace);
-    `mount_proc` is kept for callers of the earlier interface and changes nothing."""
-    del mount_proc
+    user, in its working folder, with its limits, inside the view the spec
+    lists where it lists one (then it must be PID 1 of a fresh PID namespace,
+    whose /proc it shows)."""
     uid, gid = spec["uid"], spec["uid"]
 
-    for procs in spec["cgroups"]:  # every process the kernel starts stays in these groups
+    for procs in spec.get("cgroups", []):  # every process the kernel starts stays in these groups
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
 
     os.chown(connection_file, uid, gid)
+    with open("/proc/self/oom_score_adj", "w") as handle:  # the kernel dies first, never the grader
+        handle.write("1000")
 
-    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing below propagates back to the host
-    _build_root(spec)
-    _pivot_into(spec["root"])
+    view = spec.get("view")
+    if view:
+        _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing below propagates back to the host
+        _build_root(view)
+        _pivot_into(view["root"])
 
     limits = {
         resource.RLIMIT_CPU: (spec["cpu_seconds"], spec["cpu_seconds"] + 5),
@@ -161,7 +169,8 @@ def enter(spec: dict[str, Any], connection_file: str, *, mount_proc: bool = Fals
     # The uid change cleared the parent-death signal (`unshare --kill-child`,
     # the fork server's holder): set it again, so that the kernel, PID 1 of
     # its namespace and so everything it started, dies with its parent.
-    if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    # Never where the parent is the grader: it dies with the grader's thread.
+    if spec.get("die_with_parent") and _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     os.chdir(spec["workdir"])
 

@@ -1,6 +1,6 @@
 """A fork server for sandboxed kernels: torch, torchvision and ipykernel are
 imported once, and each submission's kernel is a fork of this process that
-enters its own sandbox exactly as sandbox_entry.py does (same namespaces,
+enters its own sandbox exactly as entry.py does (same namespaces,
 cgroups, mounts, limits and fresh user) before it starts serving. A kernel
 then costs a fork instead of an interpreter start and a torch import.
 
@@ -104,7 +104,9 @@ def launch(path: str, spec: str, kernel: list[str]) -> int:
 
 
 def serve(path: str) -> None:
-    import sandbox_entry  # noqa: F401  (beside this file)
+    import entry  # noqa: F401  (beside this file)
+
+    sys.path[:] = [p for p in sys.path if p != _HERE]  # the package's other modules are not top-level names
     import torch  # noqa: F401  (the point of this process: imported once, shared by every fork)
     import torchvision  # noqa: F401
     from ipykernel import kernelapp  # noqa: F401
@@ -206,7 +208,7 @@ def _hold(connection: socket.socket, request: dict[str, Any], fds: list[int]) ->
 
 
 def _kernel(request: dict[str, Any], fds: list[int]) -> None:
-    import sandbox_entry
+    import entry
     import torch
     from ipykernel import kernelapp
 
@@ -218,7 +220,7 @@ def _kernel(request: dict[str, Any], fds: list[int]) -> None:
     os.closerange(3, 65536)  # nothing of the server's: its socket, its pipe, the launcher's connection
     spec, argv = request["spec"], list(request["kernel"])
     arguments = argv[argv.index("ipykernel_launcher") + 1 :]
-    sandbox_entry.enter(spec, arguments[arguments.index("-f") + 1], mount_proc=True)
+    entry.enter(spec, arguments[arguments.index("-f") + 1])
     # from here on, the submission's user: only what a fresh kernel would have
     os.environ.clear()
     os.environ.update(spec["env"])
@@ -229,7 +231,7 @@ def _kernel(request: dict[str, Any], fds: list[int]) -> None:
     if threads:
         torch.set_num_threads(int(threads))
     sys.path[:] = [p for p in sys.path if p not in ("", _HERE)]
-    sys.modules.pop("sandbox_entry", None)
+    sys.modules.pop("entry", None)
     sys.argv = [kernelapp.__file__, *arguments]
     code = 0
     try:

@@ -1,0 +1,61 @@
+"""The plain starts, where the namespace sandbox cannot be built.
+
+`unprivileged`, root without namespaces or cgroups (a cgroup-v2-only host,
+Gradescope's runner): the kernel gets a fresh uid with no groups, rlimits,
+no_new_privs and a clean environment, in 0700 folders of its own; everything
+of that uid is killed when the submission ends (or, the grader killed first,
+by the next grader). The grader's own material must be root's alone: the
+caller (`open_workspace`) refuses otherwise.
+
+`unisolated`, not root (a student self-checking): the kernel runs as the
+user. It is the student's own code on the student's own machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from autograder.config import AssignmentConfig
+from autograder.isolation.processes import kill_everything_of, owned_temp_folder
+from autograder.isolation.workspace import (
+    KERNEL,
+    KernelLaunch,
+    Workspace,
+    entry_argv,
+    fresh_uid,
+    kernel_env,
+    privilege_drop,
+)
+
+
+@contextlib.contextmanager
+def unisolated(config: AssignmentConfig, description: str) -> Iterator[Workspace]:
+    del config  # no limits of its own: the student's machine
+    with owned_temp_folder("") as root:
+        (root / "work").mkdir()
+        (root / "runtime" / "ipython").mkdir(parents=True)
+        env = kernel_env(root / "work", root / "runtime", tmp=Path(tempfile.gettempdir()))
+        launch = KernelLaunch((sys.executable, *KERNEL), env, sandbox=description)
+        yield Workspace(root / "work", root / "runtime", launch, isolation=description)
+
+
+@contextlib.contextmanager
+def unprivileged(config: AssignmentConfig, description: str) -> Iterator[Workspace]:
+    uid = fresh_uid()
+    with owned_temp_folder("user-", uid=uid) as scratch:
+        workdir, runtime = scratch / "work", scratch / "runtime"
+        for folder in (workdir, runtime, runtime / "ipython", runtime / "matplotlib"):
+            folder.mkdir(mode=0o700)
+            os.chown(folder, uid, uid)
+        scratch.chmod(0o711)
+        spec = privilege_drop(config, uid=uid, workdir=workdir, env=kernel_env(workdir, runtime, tmp=runtime))
+        launch = KernelLaunch(entry_argv(spec), {}, sandbox=f"uid {uid}, {description}")
+        try:
+            yield Workspace(workdir, runtime, launch, isolation=description)
+        finally:
+            kill_everything_of(uid)
