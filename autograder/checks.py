@@ -142,7 +142,9 @@ class _CheckSession:
 
     @pytest.fixture(name="workdir")
     def workdir_fixture(self) -> Path:
-        """The executed notebook's working folder (read figures with `autograder.figures`)."""
+        """The executed notebook's working folder. Read what it wrote with
+        `autograder.reference.read_figure` or `staging.read_inside`, which never
+        follow the student's links."""
         if self._context.workdir is None:
             raise RuntimeError("this grading gives the checks no working folder")
         return self._context.workdir

@@ -20,6 +20,7 @@ from autograder.assets import default_store, fetch
 from autograder.assets import status as asset_status
 from autograder.batch import count_statuses, default_workers, grade_batch
 from autograder.batch_report import gradescope_results, write_batch_reports
+from autograder.config import AssignmentConfig
 from autograder.contract import verify_assignment
 from autograder.course import Course
 from autograder.errors import AutograderError, UsageError
@@ -309,8 +310,13 @@ def list_assignments(context: click.Context) -> int:
 @click.argument("name")
 @click.pass_context
 def verify(context: click.Context, name: str) -> int:
-    """Check an assignment's contract: full marks, zero template, no leaks."""
-    findings = verify_assignment(_course(context), name)
+    """Check an assignment's contract: full marks, zero template, no leaks; list its settings."""
+    course = _course(context)
+    config = course.get(name).config
+    _out.print(f"settings of {escape(name)} (assignment.toml; solutions/ may overlay grader-only ones):")
+    for key, meaning in AssignmentConfig.describe().items():
+        _out.print(f"     {key} = {escape(repr(getattr(config, key)))}  [dim]{escape(meaning)}[/]", soft_wrap=True)
+    findings = verify_assignment(course, name)
     for finding in findings:
         _out.print(f"{'[green]ok[/]  ' if finding.ok else '[red]FAIL[/]'} {finding.what}")
     return 0 if all(f.ok for f in findings) else 1

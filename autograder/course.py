@@ -45,13 +45,6 @@ class Assignment:
     def hidden_checks(self) -> tuple[Path, ...]:
         return tuple(sorted((self.solution_dir / HIDDEN_CHECKS).glob("test_*.py")))
 
-    @property
-    def has_hidden_material(self) -> bool:
-        return self.solution_dir.is_dir()
-
-    def question_title(self, question: str) -> str:
-        return self.config.questions.get(question, question)
-
 
 class Course:
     """The assignments found under one course folder."""

@@ -11,7 +11,7 @@ import pytest
 
 from autograder.contract import hidden_check_names
 from autograder.course import Course
-from tests.conftest import ROOT, TENSORS
+from tests.conftest import ROOT, TENSORS, write_notebook
 
 COMMAND = Path(sys.executable).parent / "autograder"
 
@@ -89,3 +89,28 @@ def test_check_on_the_template_fails_with_hints() -> None:
     done = autograder("check", "assignments/02_tensors/02_tensors.ipynb")
     assert done.returncode == 1
     assert "hint:" in done.stdout and "0/9 public checks pass" in done.stdout
+
+
+@pytest.mark.slow
+def test_verify_lists_every_setting_with_its_meaning(tmp_path: Path) -> None:
+    """What each assignment.toml's first comment promises."""
+    from click.testing import CliRunner
+
+    from autograder.cli import cli
+    from autograder.config import AssignmentConfig
+
+    course = tmp_path / "course"
+    public, solution = course / "assignments" / "tiny", course / "solutions" / "tiny"
+    (public / "public_checks").mkdir(parents=True)
+    (solution / "hidden_checks").mkdir(parents=True)
+    (public / "assignment.toml").write_text('title = "Tiny [one]"\ncell_timeout_s = 7\n')
+    check = "def test_x(student):\n    assert student.fetch('x') == 1\n"
+    (public / "public_checks" / "test_public.py").write_text(check)
+    (solution / "hidden_checks" / "test_hidden.py").write_text(check.replace("test_x", "test_hidden_x"))
+    write_notebook(public / "tiny.ipynb", "x = None  # your answer")
+    write_notebook(solution / "tiny.ipynb", "x = 1")
+    done = CliRunner().invoke(cli, ["--course", str(course), "verify", "tiny"])
+    lines = done.output.splitlines()
+    for key, meaning in AssignmentConfig.describe().items():
+        assert any(line.strip().startswith(f"{key} = ") and meaning in line for line in lines), key
+    assert "title = 'Tiny [one]'" in done.output and "cell_timeout_s = 7.0" in done.output

@@ -136,7 +136,7 @@ ATTACKS = [
     Attack(
         "walk-the-file-system",
         "import os\nfound = []\ncanary = 'blocked nothing found'\n"
-        "for top in ('/work', '/srv', '/var', '/opt', '/tmp', {course_parent!r}):\n"
+        "for top in ({checkout_parent!r}, '/srv', '/var', '/opt', '/tmp', {course_parent!r}):\n"
         "    for folder, subfolders, files in os.walk(top):\n"
         "        subfolders[:] = [d for d in subfolders if d not in ('.venv', '.git', 'site-packages', 'proc')]\n"
         "        for name in files:\n"

@@ -147,6 +147,7 @@ def hostile_notebook(arena: Arena, attack: Attack) -> Path:
         port=arena.listener_port,
         sentinel=SENTINEL,
         checkout=str(ROOT),
+        checkout_parent=str(ROOT.parent),
         course_root=str(course),
         hidden_assets=str(default_store().hidden),
         results=str(arena.out),
