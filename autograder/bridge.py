@@ -9,7 +9,10 @@ kernel that stops answering is interrupted, then given up on.
 The request travels as a user expression, not as cell code: IPython keeps a
 cell's code where tracebacks show it, and a traceback the student's code
 formats would then carry the check's probe. Whatever the kernel says back
-(an exception's message, a name) has the request's code cut out of it.
+(an exception's message, a name) has the request's code cut out of it, as
+a courtesy for public checks: the student's code can read the probe and
+encode it, so a hidden check shows none of that text (the errors'
+`without_kernel_text`).
 
 Every message from the kernel may be forged by the student's code, so the
 grader's end of the protocol (`KernelSession`) bounds each message part
@@ -310,14 +313,21 @@ class Student:
         if reply.get("ok"):
             try:
                 return wire.unpack(str(reply["value"]), max_bytes=self._max_bytes, rebuild=_REBUILD)
-            except (ValueError, KeyError, TypeError, wire.ValueTooLarge) as error:
-                raise UnsafeValueError(f"{target} gave a value that cannot be read as data: {error}") from None
+            except Exception as error:  # the reply is the student's, made to break a decoder: any failure is theirs
+                unreadable = f"{target} gave a value that cannot be read as data"
+                raise UnsafeValueError(
+                    f"{unreadable}: {type(error).__name__}: {redact(str(error), request)[:300]}",
+                    without_kernel_text=f"{unreadable} ({type(error).__name__})",
+                ) from None
         kind = reply.get("kind")
         if kind == "missing":
-            raise StudentNameError(redact(str(reply.get("name")), request)[:200])
+            if request["op"] != "probe":  # the name the check asked for, whatever the reply says
+                raise StudentNameError(str(request["name"]))
+            raise StudentNameError(redact(str(reply.get("name")), request)[:200], asked=False)
         if kind == "too-large":
             raise UnsafeValueError(
-                f"{target} gave a value too large to check: {redact(str(reply.get('message')), request)}"
+                f"{target} gave a value too large to check: {redact(str(reply.get('message')), request)[:300]}",
+                without_kernel_text=f"{target} gave a value too large to check",
             )
         exception, message = str(reply.get("exception"))[:200], str(reply.get("message", ""))
         raise StudentCodeError(target, redact(exception, request), redact(message, request))

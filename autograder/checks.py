@@ -31,7 +31,7 @@ import pytest
 from autograder.assets import AssetStore
 from autograder.bridge import Student
 from autograder.environment import GpuUse, blames_machine
-from autograder.errors import BridgeError, KernelUnavailableError, StudentCodeError, StudentNameError
+from autograder.errors import BridgeError, StudentCodeError, StudentNameError
 from autograder.isolation.processes import owned_temp_folder
 from autograder.reference import FigureProblem
 from autograder.results import CheckOutcome, CheckStatus, Visibility
@@ -79,8 +79,11 @@ class CheckContext:
         the machine is given the benefit of the doubt."""
         if self.environment_cell is None or not self.cell_sources:
             return True
-        word = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
-        return any(word.search(source) for source in self.cell_sources[self.environment_cell :])
+        return _mentioned(name, self.cell_sources[self.environment_cell :])
+
+    def mentions(self, name: str) -> bool:
+        """Whether `name` is a word of the notebook's own cells."""
+        return name.isidentifier() and _mentioned(name, self.cell_sources)
 
     def called_code_uses_gpu(self, error: StudentCodeError) -> bool:
         """Whether the student code a check called uses CUDA: the function it named;
@@ -89,6 +92,11 @@ class CheckContext:
         if called is None:
             return bool(self.gpu_use.cells)
         return called.group(1).split(".")[0] in self.gpu_use.names
+
+
+def _mentioned(name: str, sources: Sequence[str]) -> bool:
+    word = re.compile(rf"(?<![\w.]){re.escape(name)}\b")
+    return any(word.search(source) for source in sources)
 
 
 class Credit:
@@ -201,14 +209,15 @@ class _CheckSession:
         max_score = float(points.args[0]) if points and points.args else 1.0
         bonus = bool(points.kwargs.get("bonus", False)) if points else False
         credit = self._credits.get(item.nodeid, Credit())
-        status, message = self._verdict(call, credit)
+        visibility = self._visibility.get(Path(str(item.path)).resolve(), "hidden")
+        status, message = self._verdict(call, credit, hidden=visibility == "hidden")
         score = max_score * credit.fraction if status == "passed" else 0.0
         if status == "passed" and credit.fraction < 1.0:
             status = "failed"
         return CheckOutcome(
             question=str(question.args[0]) if question and question.args else "(no question)",
             name=item.name,
-            visibility=self._visibility.get(Path(str(item.path)).resolve(), "hidden"),
+            visibility=visibility,
             status=status,
             score=round(score, 6),
             max_score=max_score,
@@ -217,7 +226,7 @@ class _CheckSession:
             grader_traceback=_traceback(call) if status == "error" else "",
         )
 
-    def _verdict(self, call: pytest.CallInfo[None], credit: Credit) -> tuple[CheckStatus, str]:
+    def _verdict(self, call: pytest.CallInfo[None], credit: Credit, *, hidden: bool) -> tuple[CheckStatus, str]:
         if call.excinfo is None:
             return "passed", credit.reason
         error = call.excinfo.value
@@ -227,19 +236,28 @@ class _CheckSession:
             return "environment", f"{_author_message(error)}: the notebook stopped at {self._environment_failure}"
         if isinstance(error, AssertionError):
             return "failed", _author_message(error)
+        if not isinstance(error, BridgeError):
+            return "error", f"the check itself failed ({type(error).__name__}: {error}); tell your instructor"
+        said = self._told(error) if hidden else str(error)
         if isinstance(error, StudentCodeError) and blames_machine(
             str(error), code_uses_gpu=self._context.called_code_uses_gpu(error)
         ):
-            return "environment", f"{error} (the grading machine has no GPU: regrade on a GPU)"
+            return "environment", f"{said} (the grading machine has no GPU: regrade on a GPU)"
         if (
             isinstance(error, StudentNameError)
             and self._environment_failure
             and self._context.defined_after_environment_failure(str(error.name))
         ):
-            return "environment", f"{error}: the notebook stopped at {self._environment_failure}"
-        if isinstance(error, (BridgeError, KernelUnavailableError)):
-            return "failed", str(error)
-        return "error", f"the check itself failed ({type(error).__name__}: {error}); tell your instructor"
+            return "environment", f"{said}: the notebook stopped at {self._environment_failure}"
+        return "failed", said
+
+    def _told(self, error: BridgeError) -> str:
+        """What a hidden check tells of a bridge error: the grader's words, and a
+        missing name the kernel reported only where the notebook's cells write it
+        (the student's own word, not one of the probe's)."""
+        if isinstance(error, StudentNameError) and not error.asked and self._context.mentions(str(error.name)):
+            return str(error)
+        return error.without_kernel_text
 
 
 def _traceback(call: pytest.CallInfo[None]) -> str:

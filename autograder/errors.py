@@ -16,10 +16,25 @@ The tree, with the CLI exit code each one maps to::
         +-- UnsafeValueError (ValueError)             a value too large or not decodable as data
 
 Bridge errors are raised inside checks; the check runner turns them into a
-failed check with the error's message, so the student reads why.
+failed check with the error's message, so the student reads why. A hidden
+check shows `without_kernel_text` instead: the student's code runs beside a
+hidden check's code and inputs, and can write them into any text it gives
+back (a message, an exception's name), so only the grader's own words leave.
 """
 
 from __future__ import annotations
+
+import builtins
+
+# Exception names a hidden check may repeat: Python's own; any other name is the notebook's choice.
+_PYTHON_EXCEPTIONS = frozenset(
+    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
+)
+
+
+def exception_for_hidden(name: str) -> str:
+    """How a hidden check names an exception the notebook's code raised."""
+    return name if name in _PYTHON_EXCEPTIONS else "an exception of the notebook's own class"
 
 
 class AutograderError(Exception):
@@ -64,23 +79,37 @@ class AssetError(AutograderError, FileNotFoundError):
 class BridgeError(AutograderError, RuntimeError):
     """Reading a value from, or calling into, the student's kernel failed."""
 
+    def __init__(self, message: str, *, without_kernel_text: str | None = None) -> None:
+        super().__init__(message)
+        self.without_kernel_text = message if without_kernel_text is None else without_kernel_text
+
 
 class StudentNameError(BridgeError, NameError):
     """The student's notebook does not define a name a check needs."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, asked: bool = True) -> None:
+        """`asked`: the check asked for `name` itself; otherwise the kernel named it
+        (a probe's code met it), and a hidden check does not repeat it."""
         self.name = name
-        super().__init__(f"`{name}` is not defined in the notebook")
+        self.asked = asked
+        hidden = None if asked else "a name this check needs is not defined in the notebook"
+        super().__init__(f"`{name}` is not defined in the notebook", without_kernel_text=hidden)
 
 
 class StudentCodeError(BridgeError):
     """The student's code raised while a check was calling it."""
 
     def __init__(self, target: str, exception: str, message: str) -> None:
+        """`target` is the grader's words (the function the check called); the
+        exception's name and message are the kernel's."""
         self.exception = exception
         self.message = message
         text = f"{target} raised {exception}"
-        super().__init__(f"{text}: {message}" if message else text)
+        hidden = (
+            f"{target} raised {exception_for_hidden(exception)} "
+            "(a hidden check shows no message of the notebook's code: run the cell yourself to see it)"
+        )
+        super().__init__(f"{text}: {message}" if message else text, without_kernel_text=hidden)
 
 
 class BridgeTimeoutError(BridgeError, TimeoutError):

@@ -3,7 +3,8 @@
 container), it joins the submission's cgroups, hands it the connection file,
 makes the kernel the first to go when memory runs out, builds the kernel's
 file system where the spec lists one, applies limits, drops to the
-submission's own user for good, and replaces itself with the kernel.
+submission's own user for good, refuses the system calls no notebook needs
+(a seccomp filter, through libseccomp), and replaces itself with the kernel.
 
 The view (namespaces only) is a fresh tmpfs root holding read-only binds of
 the system and the Python environment, a generated /etc, a private /proc, a
@@ -24,6 +25,7 @@ without the final exec. The spec is made by `workspace.privilege_drop`.
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import platform
@@ -39,6 +41,24 @@ _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
 _MNT_DETACH = 2
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 _LIBC = ctypes.CDLL(None, use_errno=True)
+
+# System calls the kernel is refused (EPERM), whatever its uid: the kernel's
+# keyrings outlive every process of a uid, so a key readable by all would carry
+# a message to the next submission (and is kept in the host kernel's memory);
+# io_uring and userfaultfd are the usual ways out of a sandbox, and no notebook
+# needs them (Docker's default profile refuses them too).
+REFUSED_CALLS = (
+    "add_key",
+    "keyctl",
+    "request_key",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "userfaultfd",
+)
+_SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_ACT_ERRNO = 0x00050000  # | the errno returned
+_NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: not a call of this architecture
 
 
 def _mount(source: str | None, target: str, kind: str | None, flags: int, data: str | None = None) -> None:
@@ -130,12 +150,59 @@ def _pivot_into(root: str) -> None:
     _mount(None, "/", None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
 
 
+def _filter_library() -> ctypes.CDLL:
+    """libseccomp (Debian's libseccomp2), which writes the filter's BPF for this
+    architecture; loaded before the view hides the host's libraries."""
+    try:
+        library = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError as error:
+        raise OSError(
+            "libseccomp.so.2 is missing, so the kernel's system-call filter cannot be built "
+            "(install Debian's libseccomp2)"
+        ) from error
+    library.seccomp_init.restype = ctypes.c_void_p
+    library.seccomp_init.argtypes = [ctypes.c_uint32]
+    library.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    library.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+    ]
+    library.seccomp_load.argtypes = [ctypes.c_void_p]
+    library.seccomp_release.argtypes = [ctypes.c_void_p]
+    return library
+
+
+def _refuse_calls(library: ctypes.CDLL) -> None:
+    """Load the filter refusing `REFUSED_CALLS`; it holds for this process and
+    everything it starts, across exec (no_new_privs is set first)."""
+    context = library.seccomp_init(_SCMP_ACT_ALLOW)
+    if not context:
+        raise OSError("seccomp_init failed")
+    try:
+        for name in REFUSED_CALLS:
+            number = library.seccomp_syscall_resolve_name(name.encode())
+            if number == _NR_SCMP_ERROR:
+                continue
+            code = library.seccomp_rule_add_array(context, _SCMP_ACT_ERRNO | errno.EPERM, number, 0, None)
+            if code != 0:
+                raise OSError(-code, f"cannot add {name} to the system-call filter")
+        code = library.seccomp_load(context)
+        if code != 0:
+            raise OSError(-code, "cannot load the system-call filter")
+    finally:
+        library.seccomp_release(context)
+
+
 def enter(spec: dict[str, Any], connection_file: str) -> None:
     """Everything but starting the kernel: this process ends as the submission's
     user, in its working folder, with its limits, inside the view the spec
     lists where it lists one (then it must be PID 1 of a fresh PID namespace,
     whose /proc it shows)."""
     uid, gid = spec["uid"], spec["uid"]
+    calls_filter = _filter_library()
 
     for procs in spec.get("cgroups", []):  # every process the kernel starts stays in these groups
         with open(procs, "w") as handle:
@@ -172,6 +239,7 @@ def enter(spec: dict[str, Any], connection_file: str) -> None:
     # Never where the parent is the grader: it dies with the grader's thread.
     if spec.get("die_with_parent") and _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    _refuse_calls(calls_filter)
     os.chdir(spec["workdir"])
 
 

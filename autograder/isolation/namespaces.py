@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import functools
 import glob
 import json
@@ -79,10 +80,19 @@ def missing_for_the_sandbox() -> list[str]:
                 not all((_CGROUP_ROOT / c).is_dir() for c in _CONTROLLERS),
                 f"no cgroup v1 memory and pids controllers under {_CGROUP_ROOT}",
             ),
+            (not _has_filter_library(), "no libseccomp.so.2 for the kernel's system-call filter (Debian: libseccomp2)"),
             (os.environ.get("AUTOGRADER_NO_SANDBOX") == "1", "AUTOGRADER_NO_SANDBOX=1"),
         )
         if failed
     ]
+
+
+def _has_filter_library() -> bool:
+    try:
+        ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ import torch
 
 from autograder.assets import SCENES
 from autograder.bridge import ModuleSnapshot, Opaque
+from autograder.errors import exception_for_hidden
 from autograder.errors import AssetError
 from autograder.reference import categories, held_out_scenes, load_model, preprocessing, read_figure
 
@@ -97,7 +98,8 @@ finally:
 result = (_answers, _prepared)
 """
 
-# `load_sample_image` for each scene: (label, error or None, is a PIL image, size).
+# `load_sample_image` for each scene: (label, the name of what it raised or None, is a PIL image, size).
+# Never the message: a hidden check repeats no text the notebook's code made.
 LOAD_EACH_SCENE = """
 from PIL import Image as _Image
 _function = load_sample_image
@@ -108,7 +110,7 @@ for _label in inputs["labels"]:
     except NameError:
         raise  # a name the notebook never defined: reported as such (or as a GPU-only stop)
     except Exception as _error:
-        result.append((_label, f"{type(_error).__name__}: {_error}"[:300], False, None))
+        result.append((_label, type(_error).__name__[:100], False, None))
         continue
     _image = _loaded[0] if isinstance(_loaded, tuple) and _loaded else _loaded
     _ok = isinstance(_image, _Image.Image)
@@ -364,7 +366,7 @@ def test_weights_are_the_default(student):
 def test_model_is_resnet18(student):
     model = student.fetch("model", module_state=False)
     assert isinstance(model, ModuleSnapshot), "`model` should be a torchvision ResNet18"
-    assert model.type == "torchvision.models.resnet.ResNet", f"`model` should be a ResNet18, not a {model.type}"
+    assert model.type == "torchvision.models.resnet.ResNet", "`model` should be torchvision's ResNet18"
     assert model.parameter_count == PARAMETERS, f"`model` has {model.parameter_count:,} parameters, not ResNet18's"
 
 
@@ -480,7 +482,7 @@ def test_top5_probabilities_match_the_model(student, assets):
 def test_load_sample_image_for_every_scene(student):
     loaded = student.probe(LOAD_EACH_SCENE, labels=list(SCENES))
     for label, error, is_image, size in loaded:
-        assert error is None, f"`load_sample_image({label!r})` raised {error}"
+        assert error is None, f"`load_sample_image({label!r})` raised {exception_for_hidden(str(error))}"
         assert is_image, f"`load_sample_image({label!r})` should return a PIL image (or an (image, name) tuple)"
         assert size[0] > 0 and size[1] > 0, f"`load_sample_image({label!r})` returned an empty image"
 
