@@ -4,58 +4,46 @@ No network exists while grading, so notebooks keep their real calls
 (`resnet18(weights=ResNet18_Weights.DEFAULT)`, `FashionMNIST(root=...)`,
 `ImageFolder(...)`) and find the files on disk. The asset folder
 (`$AUTOGRADER_ASSETS`, else `.assets/` in a checkout, else the user's cache)
-holds two parts::
+holds two parts, one folder per asset in each::
 
-    manifest.json                    which set this is: "real" or "stand-in"
-    public/                          what the student's kernel sees, read-only
-      torch/hub/checkpoints/*.pth    TORCH_HOME for the kernel and the checks
-      fashion-mnist/FashionMNIST/raw/   train split + part of the test split
-      intel-image-classification/seg_train/seg_train/<class>/*.jpg
-      intel-image-classification/seg_test/seg_test/<class>/*.jpg
-    hidden/                          the grader's alone (never mounted)
-      fashion-mnist/FashionMNIST/raw/   the rest of the test split
-      intel-image-classification/holdout/<class>/*.jpg
-      stand-in-secret                stand-ins only: what the hidden part is drawn from
+    manifest.json        which set this is: "real", "stand-in" or "mixed", and its id
+    public/NAME/         what the student's kernel sees, read-only, at /assets/NAME
+    hidden/NAME/         the grader's alone (never mounted): each asset's held-out split
+    hidden/stand-in-secret   stand-ins only: what the hidden parts are drawn from
 
-`fetch` downloads the real files (where a network exists, e.g. the Docker
-build); `autograder.standins` generates small look-alikes for tests, the
-hidden part from a secret made in `hidden/`, so the shipped code cannot
-regenerate it.
+Which assets exist is course data, not the engine's: the course registers each
+in `assignments/assets.toml` with a module beside the assignments (what it is,
+where its real files come from, how its stand-in is made; it ships to
+students) and, where part of it is held out, a module beside the solutions
+(how it splits, and its held-out stand-in). `Dataset` describes that
+interface. The engine keeps the mechanism: `fetch` (the real files),
+`autograder.standins.synth` (stand-ins, the hidden part from a secret the
+shipped code does not hold), `status`, the fixed mount path, and the set id
+that results and batch caches carry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import importlib.util
 import json
 import os
-import shutil
-import tempfile
-import zipfile
+import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import tomllib
 
 from autograder.errors import AssetError
 
 MANIFEST = "manifest.json"
-INTEL = "intel-image-classification"
-FASHION = "fashion-mnist"
-SCENES = ("buildings", "forest", "glacier", "mountain", "sea", "street")
-FASHION_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-# torchvision builder name -> weights enum name, for every model an assignment uses
-MODELS = {
-    "resnet18": "ResNet18_Weights",
-    "mobilenet_v3_small": "MobileNet_V3_Small_Weights",
-    "efficientnet_b0": "EfficientNet_B0_Weights",
-}
-_HELD_OUT_SHARE = 0.5  # of the real FashionMNIST test split; the grader keeps the rest
-_INTEL_HOLDOUT_PER_CLASS = 100
+REGISTRY = "assets.toml"  # in the course's assignments/ folder
 
 
 @dataclass(frozen=True)
@@ -130,32 +118,154 @@ def weights_file(model: str) -> str:
 
 
 def weights_enum(model: str) -> Any:
+    """The default weights of torchvision's builder `model` (e.g. "resnet18")."""
     import torchvision.models
 
-    return getattr(torchvision.models, MODELS[model]).DEFAULT
+    return torchvision.models.get_model_weights(model).DEFAULT
 
 
-def status(store: AssetStore) -> list[tuple[str, str, str]]:
+# --- the course's assets: one small interface ---
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One asset a course registers in `assignments/assets.toml`.
+
+    `module` (beside the assignments; it ships, and students' machines run it)
+    defines:
+
+    * `TITLE`: what the asset is, one line; `VERSION`: of its stand-in
+      generator (a new version changes the stand-in set id, so caches of
+      results graded on the old files are not reused);
+    * `synth(folder, assets)`: write the stand-in public part into `folder`
+      (`public/NAME`), the same on every machine (a fixed seed); `assets` is
+      the public root, to read assets registered before this one. It may
+      return a dict of figures for `autograder assets synth` to print;
+    * `fetch(folder, source, download)`: put the real public files there,
+      from the instructor's `source` (a folder or zip, or None) or, if
+      `download`, from the network; return one line saying what was done, or
+      None when there was nothing to do;
+    * `status(folder)`: `(part, count, unit)` rows, a count of 0 meaning missing.
+
+    `hidden` (beside the solutions; only instructors have it) defines, where
+    part of the asset is held out:
+
+    * `synth(folder, rng, public)`: write the held-out stand-in part into
+      `folder` (`hidden/NAME`), drawing only from `rng` (seeded by the store's
+      secret), with the public module `public` for its drawing code;
+    * `split(public_folder, hidden_folder)`: after a real fetch, move the
+      held-out part out of the public folder;
+    * `status(folder)`: as above; and whatever readers its checks use.
+    """
+
+    name: str
+    module: ModuleType
+    hidden: ModuleType | None = None
+
+    @property
+    def title(self) -> str:
+        return str(getattr(self.module, "TITLE", self.name))
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self.module, "VERSION", "1"))
+
+    def public_folder(self, store: AssetStore) -> Path:
+        return store.public / self.name
+
+    def hidden_folder(self, store: AssetStore) -> Path:
+        return store.hidden / self.name
+
+
+@dataclass(frozen=True)
+class CourseAsset:
+    """A registered asset bound to one asset folder: what checks get (the
+    `data` fixture) to find its files and its module's readers."""
+
+    dataset: Dataset
+    public: Path
+    hidden: Path
+
+    @property
+    def module(self) -> ModuleType:
+        return self.dataset.module
+
+    @property
+    def hidden_module(self) -> ModuleType:
+        if self.dataset.hidden is None:
+            raise AssetError(f"asset `{self.dataset.name}` has no hidden part in this course")
+        return self.dataset.hidden
+
+
+def bound(datasets: dict[str, Dataset], store: AssetStore) -> dict[str, CourseAsset]:
+    return {
+        name: CourseAsset(dataset, dataset.public_folder(store), dataset.hidden_folder(store))
+        for name, dataset in datasets.items()
+    }
+
+
+def course_datasets(course_root: Path) -> dict[str, Dataset]:
+    """The assets `course_root` registers, in their order, with their modules
+    loaded (the hidden ones only where the course's solutions are present)."""
+    registry = course_root / "assignments" / REGISTRY
+    try:
+        stamp = registry.stat().st_mtime_ns
+    except FileNotFoundError:
+        return {}
+    return dict(_load_registry(str(registry.resolve()), stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_registry(registry: str, _stamp: int) -> tuple[tuple[str, Dataset], ...]:
+    path = Path(registry)
+    try:
+        entries = tomllib.loads(path.read_text(encoding="utf-8")).get("asset", [])
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise AssetError(f"{path}: {error}") from error
+    course = path.parent.parent
+    loaded = []
+    for entry in entries:
+        name = entry.get("name")
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise AssetError(f"{path}: every [[asset]] needs a plain `name` (a folder name)")
+        if "module" not in entry:
+            raise AssetError(f"{path}: asset `{name}` names no `module`")
+        module = _load_module(course / "assignments" / entry["module"], f"{name} public")
+        hidden_file = course / "solutions" / entry["hidden"] if "hidden" in entry else None
+        hidden = _load_module(hidden_file, f"{name} hidden") if hidden_file and hidden_file.is_file() else None
+        loaded.append((name, Dataset(name, module, hidden)))
+    return tuple(loaded)
+
+
+def _load_module(path: Path, role: str) -> ModuleType:
+    """A course module, by path, under a name of its own (two courses' modules never mix)."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
+    name = f"autograder_course_{digest}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise AssetError(f"the {role} module {path} is missing")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise AssetError(f"the {role} module {path} failed to load: {type(error).__name__}: {error}") from error
+    return module
+
+
+def status(store: AssetStore, datasets: dict[str, Dataset]) -> list[tuple[str, str, str]]:
     """(part, state, detail) rows for `autograder assets status`."""
-    manifest = store.manifest()
-    kinds: dict[str, str] = manifest.get("parts", {})
+    kinds: dict[str, str] = store.manifest().get("parts", {})
     rows = []
-    for model in MODELS:
-        path = store.checkpoints / weights_file(model)
-        size = f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else ""
-        rows.append((f"weights {model}", kinds.get(model, "?") if path.is_file() else "missing", size))
-    for part, folder in (("fashion-mnist public", store.public), ("fashion-mnist hidden", store.hidden)):
-        raw = folder / FASHION / "FashionMNIST" / "raw"
-        present = [name for name in FASHION_FILES if (raw / name).is_file()]
-        state = kinds.get(FASHION, "?") if present else "missing"
-        rows.append((part, state, f"{len(present)} IDX files"))
-    for part, folder in (
-        ("intel seg_train", store.public / INTEL / "seg_train" / "seg_train"),
-        ("intel seg_test", store.public / INTEL / "seg_test" / "seg_test"),
-        ("intel holdout (hidden)", store.hidden / INTEL / "holdout"),
-    ):
-        count = sum(1 for _ in folder.glob("*/*.jpg")) if folder.is_dir() else 0
-        rows.append((part, kinds.get(INTEL, "?") if count else "missing", f"{count} images"))
+    for name, dataset in datasets.items():
+        parts = [(dataset.module, dataset.public_folder(store), "")]
+        if dataset.hidden is not None:
+            parts.append((dataset.hidden, dataset.hidden_folder(store), " (hidden)"))
+        for module, folder, suffix in parts:
+            for part, count, unit in module.status(folder):
+                state = kinds.get(name, "?") if count else "missing"
+                rows.append((f"{part}{suffix}", state, f"{count} {unit}"))
     return rows
 
 
@@ -182,109 +292,39 @@ def seal(store: AssetStore) -> None:
     store.public.parent.chmod(0o755)
 
 
-# --- fetching the real files (needs a network, except for the Intel set) ---
-
-
-def fetch(store: AssetStore, *, intel: Path | None, download: bool = True) -> list[str]:
-    """Download the real weights and FashionMNIST with torchvision's own code
-    (unless `download` is false), and unpack the Intel Image Classification set
-    from a folder or zip the instructor supplies (it needs a Kaggle account).
+def fetch(
+    store: AssetStore, datasets: dict[str, Dataset], *, sources: dict[str, Path], download: bool = True
+) -> list[str]:
+    """The real files of every registered asset: each module's `fetch`, from the
+    instructor's `sources` (asset name -> folder or zip) or the network (unless
+    `download` is false); then each hidden module's `split` holds its part out.
     Returns what was done, one line each."""
+    unknown = sorted(set(sources) - set(datasets))
+    if unknown:
+        raise AssetError(f"no asset {', '.join(unknown)} in this course (known: {', '.join(datasets) or 'none'})")
     done = []
     parts: dict[str, str] = dict(store.manifest().get("parts", {}))
-    if download:
-        store.checkpoints.mkdir(parents=True, exist_ok=True)
-        with _environment(TORCH_HOME=str(store.torch_home)):
-            for model in MODELS:
-                try:
-                    weights_enum(model).get_state_dict(progress=False)
-                except OSError as error:
-                    raise AssetError(f"cannot download the {model} weights (no network?): {error}") from error
-                parts[model] = "real"
-                done.append(f"weights {model}: {weights_file(model)}")
-        _fetch_fashion_mnist(store)
-        parts[FASHION] = "real"
-        done.append("fashion-mnist: train split public, test split halved into public and hidden")
-    if intel is not None:
-        count = _unpack_intel(store, intel)
-        parts[INTEL] = "real"
-        done.append(f"intel-image-classification: {count} images, up to {_INTEL_HOLDOUT_PER_CLASS} per class held out")
+    for name, dataset in datasets.items():
+        folder = dataset.public_folder(store)
+        folder.mkdir(parents=True, exist_ok=True)
+        line = dataset.module.fetch(folder, sources.get(name), download)
+        if line is None:
+            continue
+        if dataset.hidden is not None:
+            dataset.hidden.split(folder, dataset.hidden_folder(store))
+        parts[name] = "real"
+        done.append(f"{name}: {line}")
     if not done:
-        raise AssetError("nothing to fetch: give --intel, or leave downloads on")
-    real = all(parts.get(p) == "real" for p in (*MODELS, FASHION, INTEL))
-    kind = "real" if real else "mixed"
+        raise AssetError("nothing to fetch: give a source, or leave downloads on")
+    kind = "real" if all(parts.get(name) == "real" for name in datasets) else "mixed"
     write_manifest(store, kind=kind, set_id=kind, parts=parts)
     seal(store)
     return done
 
 
-def _fetch_fashion_mnist(store: AssetStore) -> None:
-    import torchvision.datasets
-
-    with tempfile.TemporaryDirectory() as staging:
-        try:
-            torchvision.datasets.FashionMNIST(root=staging, train=True, download=True)
-            torchvision.datasets.FashionMNIST(root=staging, train=False, download=True)
-        except (OSError, RuntimeError) as error:
-            raise AssetError(f"cannot download FashionMNIST (no network?): {error}") from error
-        raw = Path(staging) / "FashionMNIST" / "raw"
-        public = store.public / FASHION / "FashionMNIST" / "raw"
-        hidden = store.hidden / FASHION / "FashionMNIST" / "raw"
-        for folder in (public, hidden):
-            folder.mkdir(parents=True, exist_ok=True)
-        for name in FASHION_FILES[:2]:
-            shutil.copyfile(raw / name, public / name)
-        images, labels = read_idx(raw / FASHION_FILES[2]), read_idx(raw / FASHION_FILES[3])
-        cut = int(len(labels) * (1 - _HELD_OUT_SHARE))
-        write_idx(public / FASHION_FILES[2], images[:cut])
-        write_idx(public / FASHION_FILES[3], labels[:cut])
-        write_idx(hidden / FASHION_FILES[2], images[cut:])
-        write_idx(hidden / FASHION_FILES[3], labels[cut:])
-
-
-def _unpack_intel(store: AssetStore, source: Path) -> int:
-    """Copy seg_train and seg_test from a folder or zip; hold part of seg_test out."""
-    with contextlib.ExitStack() as stack:
-        if source.is_file() and zipfile.is_zipfile(source):
-            unpacked = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            with zipfile.ZipFile(source) as archive:
-                for member in archive.infolist():  # no absolute paths, no `..`
-                    if member.filename.startswith("/") or ".." in Path(member.filename).parts:
-                        raise AssetError(f"{source}: unsafe path in zip: {member.filename}")
-                archive.extractall(unpacked)
-            source = unpacked
-        found = {split: next(source.rglob(f"{split}/{split}"), None) for split in ("seg_train", "seg_test")}
-        if not all(found.values()):
-            raise AssetError(f"{source}: no seg_train/seg_train and seg_test/seg_test folders (the Kaggle layout)")
-        target = store.public / INTEL
-        holdout = store.hidden / INTEL / "holdout"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.rmtree(holdout, ignore_errors=True)
-        count = 0
-        for split, folder in found.items():
-            assert folder is not None
-            for scene in SCENES:
-                images = sorted((folder / scene).glob("*.jpg"))
-                if not images:
-                    raise AssetError(f"{folder}: class folder `{scene}` is missing or empty")
-                kept = images
-                if split == "seg_test":
-                    keep = max(len(images) - _INTEL_HOLDOUT_PER_CLASS, len(images) // 2)
-                    kept, held = images[:keep], images[keep:]
-                    _copy_all(held, holdout / scene)
-                _copy_all(kept, target / split / split / scene)
-                count += len(images)
-        return count
-
-
-def _copy_all(files: list[Path], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        shutil.copyfile(path, folder / path.name)
-
-
 @contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
+def environment(**values: str) -> Iterator[None]:
+    """Environment variables set for a block (e.g. TORCH_HOME while torchvision downloads)."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -314,3 +354,36 @@ def write_idx(path: Path, array: Any) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(header + array.astype("uint8").tobytes())
+
+
+# --- deprecated: course data the engine used to hold ---
+
+_MOVED = {
+    "INTEL": 'the asset name "intel-image-classification"',
+    "FASHION": 'the asset name "fashion-mnist"',
+    "SCENES": "the `data` fixture's intel-image-classification module (`SCENES`)",
+    "FASHION_FILES": "the `data` fixture's fashion-mnist module (`FILES`)",
+    "MODELS": "the `data` fixture's torch module (`MODELS`)",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """`INTEL`, `FASHION`, `SCENES`, `FASHION_FILES`, `MODELS` (deprecated): the
+    default course's values, for private courses written before assets were
+    course data."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"autograder.assets.{name} is deprecated: use {_MOVED[name]}", DeprecationWarning, stacklevel=2)
+    from autograder.course import Course
+
+    datasets = course_datasets(Course.default().root)
+    if name == "INTEL":
+        return "intel-image-classification"
+    if name == "FASHION":
+        return "fashion-mnist"
+    if name == "SCENES":
+        return tuple(datasets["intel-image-classification"].module.SCENES)
+    if name == "FASHION_FILES":
+        return tuple(datasets["fashion-mnist"].module.FILES)
+    models = datasets["torch"].module.MODELS
+    return {model: type(weights_enum(model)).__name__ for model in models}

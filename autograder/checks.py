@@ -10,7 +10,14 @@ Check authors write ordinary pytest tests that take the `student` fixture (a
 
 Assertion rewriting is off, so a failing check shows the student its own
 message and nothing else (hidden checks must not reveal expected values).
-pytest runs in-process, so torch stays imported between submissions.
+pytest runs in-process, so torch stays imported between submissions, and
+each check module is imported once per grader process (per batch worker) and
+reused for every student it grades: module-level state and `lru_cache`d
+helpers carry over from one student to the next (hidden checks rely on that
+for models and held-out pictures, keyed on the asset set). What must not
+carry over goes in the `submission_state` fixture (a dict that starts empty
+for every submission) or a fixture of pytest's `session` scope, which lasts
+one submission.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any
 import pluggy
 import pytest
 
-from autograder.assets import AssetStore
+from autograder.assets import AssetStore, CourseAsset, Dataset, bound
 from autograder.bridge import Student
 from autograder.environment import GpuUse, blames_machine
 from autograder.errors import BridgeError, StudentCodeError, StudentNameError
@@ -63,6 +70,7 @@ class CheckContext:
     cell_sources: tuple[str, ...] = ()  # the notebook's cells, to tell which wrote a file
     environment_cell: int | None = None  # where the run hit the grading machine's limits
     gpu_use: GpuUse = field(default_factory=GpuUse)  # where the notebook's code uses CUDA
+    datasets: dict[str, Dataset] = field(default_factory=dict)  # the course's registered assets
 
     def written_after_environment_failure(self, relative: str) -> bool:
         """True when a cell mentioning this file comes at or after the cell that
@@ -129,6 +137,7 @@ class _CheckSession:
         self.outcomes: list[CheckOutcome] = []
         self.deadline: float | None = None  # when the checks phase's budget runs out (time.monotonic())
         self.budget = ""
+        self._submission_state: dict[str, Any] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -163,6 +172,23 @@ class _CheckSession:
             raise RuntimeError("this grading gives the checks no asset folder")
         self._context.assets.require()
         return self._context.assets
+
+    @pytest.fixture(name="data")
+    def data_fixture(self) -> dict[str, CourseAsset]:
+        """The course's registered assets (`assignments/assets.toml`) in this
+        asset folder: `data[name].public`, `.hidden` (folders), `.module` and
+        `.hidden_module` (the course's modules, with their readers)."""
+        if self._context.assets is None:
+            raise RuntimeError("this grading gives the checks no asset folder")
+        self._context.assets.require()
+        return bound(self._context.datasets, self._context.assets)
+
+    @pytest.fixture(name="submission_state")
+    def submission_state_fixture(self) -> dict[str, Any]:
+        """A dict that starts empty for every submission: where a check keeps
+        what must not carry over to the next student (check modules are
+        imported once per worker, so their module-level state and caches do)."""
+        return self._submission_state
 
     @pytest.fixture(name="thresholds")
     def thresholds_fixture(self) -> dict[str, float]:

@@ -345,42 +345,67 @@ def export_gradescope_command(context: click.Context, name: str, output: Path | 
 
 @cli.group()
 def assets() -> None:
-    """Weights and datasets for grading with no network (folder: $AUTOGRADER_ASSETS)."""
+    """Weights and datasets for grading with no network (folder: $AUTOGRADER_ASSETS).
+
+    Which assets exist is the course's: `assignments/assets.toml` registers them."""
 
 
 @assets.command(name="synth")
-def assets_synth() -> int:
-    """Generate small stand-ins: weights, FashionMNIST and Intel-style scenes (about two minutes)."""
+@click.pass_context
+def assets_synth(context: click.Context) -> int:
+    """Generate small stand-ins of every asset the course registers (minutes)."""
     store = default_store()
-    quality = synth(store, log=lambda line: _err.print(f"[dim]{line}[/]"))
-    for model, figures in quality.items():
-        _out.print(f"{model}: " + ", ".join(f"{name} {value}" for name, value in figures.items()))
+    quality = synth(store, _course(context).datasets(), log=lambda line: _err.print(f"[dim]{line}[/]"))
+    for part, figures in quality.items():
+        _out.print(f"{part}: " + ", ".join(f"{name} {value}" for name, value in figures.items()))
     _out.print(f"stand-in assets in {store.root}")
     return 0
 
 
+def _source(text: str) -> tuple[str, Path]:
+    name, equals, path = text.partition("=")
+    if not equals or not name or not path:
+        raise click.BadParameter(f"{text!r} is not NAME=PATH")
+    if not Path(path).exists():
+        raise click.BadParameter(f"{path} does not exist")
+    return name, Path(path)
+
+
 @assets.command(name="fetch")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="An asset's real files from a folder or zip you have (repeatable), e.g. "
+    "intel-image-classification=archive.zip (Kaggle's set needs an account).",
+)
 @click.option(
     "--intel",
     type=click.Path(exists=True, path_type=Path),
-    help="Kaggle's Intel Image Classification set: its folder or zip (it needs a Kaggle account).",
+    help="Same as --source intel-image-classification=PATH.",
 )
-@click.option("--no-download", is_flag=True, help="Only unpack what --intel gives; download nothing.")
-def assets_fetch(intel: Path | None, no_download: bool) -> int:
-    """Download the real weights and FashionMNIST (needs a network); unpack the Intel set."""
+@click.option("--no-download", is_flag=True, help="Only unpack what --source gives; download nothing.")
+@click.pass_context
+def assets_fetch(context: click.Context, sources: tuple[str, ...], intel: Path | None, no_download: bool) -> int:
+    """The real files of every registered asset: downloads (needs a network) and given sources."""
     store = default_store()
-    for line in fetch(store, intel=intel, download=not no_download):
+    given = dict(_source(text) for text in sources)
+    if intel is not None:
+        given["intel-image-classification"] = intel
+    for line in fetch(store, _course(context).datasets(), sources=given, download=not no_download):
         _out.print(line)
     _out.print(f"assets ({store.kind}) in {store.root}")
     return 0
 
 
 @assets.command(name="status")
-def assets_status() -> int:
+@click.pass_context
+def assets_status(context: click.Context) -> int:
     """What is present, real or stand-in; exit 3 when nothing is."""
     store = default_store()
     _out.print(f"{store.root}: {store.kind} ({store.set_id})")
-    for part, state, detail in asset_status(store):
+    for part, state, detail in asset_status(store, _course(context).datasets()):
         colour = "red" if state == "missing" else "green"
         _out.print(f"  [{colour}]{state:9}[/] {part:26} {detail}")
     return 0 if store.kind != "none" else 3

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.assets import Dataset, course_datasets
 from autograder.config import AssignmentConfig, load_config
 from autograder.errors import UnknownAssignmentError
 from autograder.intake import Submission
@@ -60,6 +61,10 @@ class Course:
         if (checkout / "assignments").is_dir():
             return cls(checkout)
         return cls(package / "course")
+
+    def datasets(self) -> dict[str, Dataset]:
+        """The assets this course registers (`assignments/assets.toml`), in order."""
+        return course_datasets(self.root)
 
     def names(self) -> list[str]:
         public = self.root / "assignments"

@@ -1,7 +1,8 @@
 """Gradescope: the autograder zip an instructor uploads (`setup.sh`,
 `run_autograder`, the grader as a wheel, this assignment's public material,
-and of its `solutions/` folder only the hidden checks and grader config, made
-root's alone), which grades `/autograder/submission/` into
+the course's asset registry and modules, and of its `solutions/` folder only
+the hidden checks, grader config and held-out asset modules, made root's
+alone), which grades `/autograder/submission/` into
 `/autograder/results/results.json` with this engine.
 """
 
@@ -18,6 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from autograder.assets import REGISTRY
 from autograder.batch_report import gradescope_results
 from autograder.course import CONFIG_FILE, HIDDEN_CHECKS, Assignment, Course
 from autograder.grading import grade_notebook
@@ -66,12 +68,10 @@ def export_gradescope(course: Course, name: str, target: Path) -> Path:
             _add_script(bundle, "run_autograder", _RUN.format(name=name))
             bundle.write(_PROJECT / "constraints.txt", "constraints.txt")
             bundle.write(wheel, f"wheels/{wheel.name}")
-            for path in _files(assignment.public_dir):
-                bundle.write(path, f"course/assignments/{name}/{path.relative_to(assignment.public_dir)}")
-            for path in _grader_material(assignment):
-                info = zipfile.ZipInfo.from_file(
-                    path, f"course/solutions/{name}/{path.relative_to(assignment.solution_dir)}"
-                )
+            for path in [*_files(assignment.public_dir), *_course_data(course.root / "assignments")]:
+                bundle.write(path, f"course/{path.relative_to(course.root)}")
+            for path in [*_grader_material(assignment), *_course_data(course.root / "solutions")]:
+                info = zipfile.ZipInfo.from_file(path, f"course/{path.relative_to(course.root)}")
                 info.external_attr = (stat.S_IFREG | 0o600) << 16  # unzip applies it: root's alone
                 info.compress_type = zipfile.ZIP_DEFLATED
                 bundle.writestr(info, path.read_bytes())
@@ -84,6 +84,13 @@ def _grader_material(assignment: Assignment) -> list[Path]:
     calibration scripts: the zip lives on Gradescope beside students' code."""
     config = assignment.solution_dir / CONFIG_FILE
     return [*_files(assignment.solution_dir / HIDDEN_CHECKS), *([config] if config.is_file() else [])]
+
+
+def _course_data(folder: Path) -> list[Path]:
+    """The course's asset registry and modules under `folder` (assignments/ or
+    solutions/): the hidden checks read held-out data through them."""
+    registry = folder / REGISTRY
+    return [*([registry] if registry.is_file() else []), *_files(folder / "datasets")]
 
 
 def _files(folder: Path) -> list[Path]:

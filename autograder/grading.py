@@ -18,7 +18,7 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from autograder.answers import find_answers
-from autograder.assets import AssetStore, default_store
+from autograder.assets import AssetStore, course_datasets, default_store
 from autograder.bridge import Student
 from autograder.checks import CheckContext, CheckFile, run_checks, unloaded_check_files
 from autograder.course import Assignment, Course
@@ -135,6 +135,7 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
                 cell_sources=tuple(_source(cell) for cell in cells),
                 environment_cell=failure[0] if failure else None,
                 gpu_use=gpu_use,
+                datasets=course_datasets(assignment.public_dir.parent.parent),
             )
             outcomes = run_checks(
                 files,

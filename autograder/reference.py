@@ -1,6 +1,8 @@
 """Trusted references for checks: the pretrained models loaded from the asset
-folder, run in the grader's process on data the student never saw, and images
-and datasets read safely.
+folder, run in the grader's process on data the student never saw, and the
+figures a notebook wrote, read safely. (The held-out pictures themselves are
+course data: each asset's hidden module has its readers, reached through the
+checks' `data` fixture.)
 
 Checks import these (`from autograder.reference import ...`); nothing here
 runs student code. Models are loaded once per grader process and shared.
@@ -10,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autograder.assets import FASHION, INTEL, SCENES, AssetStore, read_idx, weights_enum, weights_file
+from autograder.assets import AssetStore, course_datasets, weights_enum, weights_file
 from autograder.errors import AssetError, NotANotebookError
 from autograder.staging import LINK, read_inside
 
@@ -65,30 +68,39 @@ def predict(assets: AssetStore, name: str, images: list[Any], *, k: int = 5) -> 
 
 
 def held_out_scenes(assets: AssetStore, per_class: int = 2, *, seed: int = 0) -> list[tuple[Any, str]]:
-    """(PIL image, scene) pairs from the grader's hidden part of the Intel set."""
-    import random
-
-    from PIL import Image
-
-    chooser = random.Random(seed)
-    chosen = []
-    for scene in SCENES:
-        files = sorted((assets.hidden / INTEL / "holdout" / scene).glob("*.jpg"))
-        if not files:
-            raise AssetError(f"no held-out images of `{scene}`: run `autograder assets status`")
-        for path in chooser.sample(files, min(per_class, len(files))):
-            with Image.open(path) as image:
-                chosen.append((image.convert("RGB"), scene))
-    return chosen
+    """Deprecated: the default course's held-out Intel scenes; checks use
+    `data["intel-image-classification"].hidden_module.held_out(...)`."""
+    warnings.warn(
+        "autograder.reference.held_out_scenes is deprecated: use the `data` fixture's"
+        " intel-image-classification hidden module (`held_out`)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    scenes = _default_course_asset("intel-image-classification")
+    folder = assets.hidden / "intel-image-classification"
+    return list(scenes.hidden.held_out(folder, tuple(scenes.module.SCENES), per_class, seed=seed))
 
 
 def held_out_fashion(assets: AssetStore) -> tuple[Any, Any]:
-    """The grader's part of the FashionMNIST test split: (uint8 images N x 28 x 28, labels N)."""
-    raw = assets.hidden / FASHION / "FashionMNIST" / "raw"
-    try:
-        return read_idx(raw / "t10k-images-idx3-ubyte"), read_idx(raw / "t10k-labels-idx1-ubyte")
-    except OSError as error:
-        raise AssetError(f"the hidden FashionMNIST test part is missing in {raw}") from error
+    """Deprecated: the default course's held-out FashionMNIST part; checks use
+    `data["fashion-mnist"].hidden_module.held_out(...)`."""
+    warnings.warn(
+        "autograder.reference.held_out_fashion is deprecated: use the `data` fixture's"
+        " fashion-mnist hidden module (`held_out`)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    fashion = _default_course_asset("fashion-mnist")
+    return fashion.hidden.held_out(assets.hidden / "fashion-mnist")  # type: ignore[no-any-return]
+
+
+def _default_course_asset(name: str) -> Any:
+    from autograder.course import Course
+
+    dataset = course_datasets(Course.default().root).get(name)
+    if dataset is None or dataset.hidden is None:
+        raise AssetError(f"the default course has no hidden part of `{name}`")
+    return dataset
 
 
 @dataclass(frozen=True)

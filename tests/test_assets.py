@@ -14,12 +14,14 @@ import pytest
 
 from autograder import reference
 from autograder.answers import find_answers
-from autograder.assets import FASHION, INTEL, MODELS, SCENES, AssetStore, default_store, fetch, read_idx, weights_file
+from autograder.assets import AssetStore, CourseAsset, Dataset, bound, default_store, fetch, read_idx, weights_file
 from autograder.course import Course
 from autograder.errors import AssetError
 from autograder.grading import grade_notebook
 from autograder.isolation import sandbox_available
 from tests.conftest import write_notebook
+
+INTEL, FASHION, WEIGHTS = "intel-image-classification", "fashion-mnist", "torch"
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +32,30 @@ def assets() -> AssetStore:
     return store
 
 
-def test_stand_in_weights_load_through_torchvision_unchanged(assets: AssetStore, monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(scope="session")
+def datasets() -> dict[str, Dataset]:
+    return Course.default().datasets()
+
+
+@pytest.fixture(scope="session")
+def data(assets: AssetStore, datasets: dict[str, Dataset]) -> dict[str, CourseAsset]:
+    return bound(datasets, assets)
+
+
+def test_the_course_registers_its_assets_in_order(datasets: dict[str, Dataset]):
+    assert list(datasets) == [INTEL, FASHION, WEIGHTS]  # the weights' stand-in is fitted on the scenes
+    assert all(dataset.hidden is not None for name, dataset in datasets.items() if name != WEIGHTS)
+
+
+def test_stand_in_weights_load_through_torchvision_unchanged(
+    assets: AssetStore, data: dict[str, CourseAsset], monkeypatch: pytest.MonkeyPatch
+):
     import torchvision.models
 
     monkeypatch.setenv("TORCH_HOME", str(assets.torch_home))
-    for name, enum in MODELS.items():
+    for name in data[WEIGHTS].module.MODELS:
         assert (assets.checkpoints / weights_file(name)).is_file()
-        model = getattr(torchvision.models, name)(weights=getattr(torchvision.models, enum).DEFAULT)
+        model = torchvision.models.get_model(name, weights="DEFAULT")
         assert (
             sum(p.numel() for p in model.parameters())
             == {
@@ -47,7 +66,7 @@ def test_stand_in_weights_load_through_torchvision_unchanged(assets: AssetStore,
         )
 
 
-def test_stand_in_weights_give_clear_winners_on_held_out_scenes(assets: AssetStore):
+def test_stand_in_weights_give_clear_winners_on_held_out_scenes(assets: AssetStore, data: dict[str, CourseAsset]):
     """Near-uniform softmaxes would make top-1 comparisons flip: the manifest
     records how the fit did on the held-out images, and it is checked here.
     The held-out draw comes from a random secret, so a rare image may be close
@@ -59,35 +78,36 @@ def test_stand_in_weights_give_clear_winners_on_held_out_scenes(assets: AssetSto
     assert quality["resnet18"]["pipelines_agree"] >= 0.95
     for name in ("mobilenet_v3_small", "efficientnet_b0"):
         assert quality[name]["pipelines_agree"] >= 0.85, name
-    images = reference.held_out_scenes(assets, per_class=4)  # what 04's checks draw before keeping clear ones
+    scenes = data[INTEL]
+    images = scenes.hidden_module.held_out(scenes.hidden, scenes.module.SCENES, 4)  # what 04's checks draw
     top = reference.predict(assets, "resnet18", [image for image, _ in images], k=2)
     margins = [first[1] - second[1] for first, second in top]
     assert sum(margin >= 0.2 for margin in margins) >= 0.9 * len(margins), sorted(margins)[:5]
 
 
-def test_fashion_mnist_stand_in_reads_with_torchvision(assets: AssetStore, tmp_path: Path):
+def test_fashion_mnist_stand_in_reads_with_torchvision(data: dict[str, CourseAsset], tmp_path: Path):
     import torchvision.datasets
 
     root = tmp_path / "data"
-    root.symlink_to(assets.public_folder(FASHION))
+    root.symlink_to(data[FASHION].public)
     train = torchvision.datasets.FashionMNIST(root=str(root), train=True, download=True)  # present: no network
     test = torchvision.datasets.FashionMNIST(root=str(root), train=False, download=False)
     image, label = train[0]
     assert image.size == (28, 28) and 0 <= label < 10
     assert len(train.classes) == 10 and len(train) > len(test) > 0
-    hidden_images, hidden_labels = reference.held_out_fashion(assets)
+    hidden_images, hidden_labels = data[FASHION].hidden_module.held_out(data[FASHION].hidden)
     assert hidden_images.shape[1:] == (28, 28) and len(hidden_labels) == len(hidden_images)
     assert sorted(set(hidden_labels.tolist())) == list(range(10))
 
 
-def test_intel_stand_in_is_the_kaggle_layout(assets: AssetStore):
+def test_intel_stand_in_is_the_kaggle_layout(assets: AssetStore, data: dict[str, CourseAsset]):
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
     train = ImageFolder(str(assets.public / INTEL / "seg_train" / "seg_train"))
-    assert train.classes == list(SCENES)
+    assert train.classes == list(data[INTEL].module.SCENES)
     for split in ("seg_train", "seg_test"):
-        for scene in SCENES:
+        for scene in data[INTEL].module.SCENES:
             files = sorted((assets.public / INTEL / split / split / scene).glob("*.jpg"))
             assert len(files) >= 10
             with Image.open(files[0]) as image:
@@ -111,59 +131,98 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_stand_in_public_part_is_fixed_and_hidden_part_follows_the_secret(tmp_path: Path):
+def test_stand_in_public_part_is_fixed_and_hidden_part_follows_the_secret(tmp_path: Path, datasets: dict[str, Dataset]):
     """Students' machines regenerate the public part byte for byte; the hidden
     part comes from the store's secret, which the shipped code and seed do not
     hold, so the public command in another folder cannot rebuild it. (The
     weights are fitted on public images only; `synth` adds them, in minutes.)"""
     from autograder import standins
 
+    pictures = {name: datasets[name] for name in (INTEL, FASHION)}  # the weights: minutes, fitted on public files
     graders, elsewhere = AssetStore(tmp_path / "graders"), AssetStore(tmp_path / "elsewhere")
     for store in (graders, elsewhere):
-        standins.write_public_part(store)
-        standins.write_hidden_part(store, standins.store_secret(store))  # what `autograder assets synth` does
+        standins.write_public_part(store, pictures)
+        standins.write_hidden_part(store, pictures, standins.store_secret(store))  # what `assets synth` does
     assert _tree(graders.public) and _tree(graders.public) == _tree(elsewhere.public)
-    for scene in SCENES:  # not one held-out picture of the grader's set is rebuilt
+    scenes = datasets[INTEL].module
+    for scene in scenes.SCENES:  # not one held-out picture of the grader's set is rebuilt
         mine = {p.read_bytes() for p in (graders.hidden / INTEL / "holdout" / scene).glob("*.jpg")}
         theirs = {p.read_bytes() for p in (elsewhere.hidden / INTEL / "holdout" / scene).glob("*.jpg")}
-        assert len(mine) == standins.COUNTS["holdout"] and not mine & theirs
+        assert len(mine) == scenes.COUNTS["holdout"] and not mine & theirs
     fashion = f"{FASHION}/FashionMNIST/raw/t10k-images-idx3-ubyte"
     assert _tree(graders.hidden)[fashion] != _tree(elsewhere.hidden)[fashion]
 
     secret = standins.store_secret(graders)
     assert standins.store_secret(graders) == secret  # kept, root's alone: a re-synth makes the same set
     assert (graders.hidden / standins.SECRET_FILE).stat().st_mode & 0o077 == 0
-    standins.write_hidden_part(elsewhere, secret)  # with the secret: the same hidden set, no old file left
+    standins.write_hidden_part(elsewhere, pictures, secret)  # with the secret: the same hidden set, no old file left
     assert _tree(elsewhere.hidden) == _tree(graders.hidden)
     assert _tree(elsewhere.public) == _tree(graders.public)
 
-    names = standins.set_identity(secret), standins.set_identity(standins.store_secret(elsewhere))
+    names = standins.set_identity(secret, datasets), standins.set_identity(standins.store_secret(elsewhere), datasets)
     assert names[0] != names[1] and names[0].startswith(standins.SET_ID)
     assert secret.hex()[:12] not in names[0]
+    newer = {**datasets, INTEL: Dataset(INTEL, _VersionTwo(), datasets[INTEL].hidden)}  # type: ignore[arg-type]
+    assert standins.set_identity(secret, newer) != names[0]  # a new generator version: a new set, caches miss
 
 
-def test_fetch_unpacks_an_instructors_intel_zip_and_holds_part_out(assets: AssetStore, tmp_path: Path):
+class _VersionTwo:
+    VERSION = "2"
+
+
+def test_fetch_unpacks_an_instructors_intel_zip_and_holds_part_out(
+    assets: AssetStore, datasets: dict[str, Dataset], tmp_path: Path
+):
     archive = tmp_path / "intel-image-classification.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for path in (assets.public / INTEL).rglob("*.jpg"):
             bundle.write(path, Path("archive") / path.relative_to(assets.public / INTEL))
     store = AssetStore(tmp_path / "assets")
-    lines = fetch(store, intel=archive, download=False)
-    assert "intel-image-classification" in lines[0]
-    for scene in SCENES:
+    lines = fetch(store, datasets, sources={INTEL: archive}, download=False)
+    assert lines[0].startswith("intel-image-classification") and len(lines) == 1
+    for scene in datasets[INTEL].module.SCENES:
         public = list((store.public / INTEL / "seg_test" / "seg_test" / scene).glob("*.jpg"))
         held = list((store.hidden / INTEL / "holdout" / scene).glob("*.jpg"))
         assert public and held and not {p.name for p in public} & {h.name for h in held}
-    assert store.manifest()["parts"][INTEL] == "real"
+    assert store.manifest()["parts"][INTEL] == "real" and store.kind == "mixed"
 
 
-def test_fetch_refuses_a_zip_that_escapes(tmp_path: Path):
+def test_fetch_refuses_a_zip_that_escapes(tmp_path: Path, datasets: dict[str, Dataset]):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("../../escaped.jpg", b"x")
     with pytest.raises(AssetError, match="unsafe path"):
-        fetch(AssetStore(tmp_path / "assets"), intel=archive, download=False)
+        fetch(AssetStore(tmp_path / "assets"), datasets, sources={INTEL: archive}, download=False)
     assert not (tmp_path.parent / "escaped.jpg").exists()
+
+
+def test_course_data_the_engine_used_to_hold_still_works_with_a_warning(assets: AssetStore):
+    """Private courses written before assets were course data import these."""
+    import autograder.assets
+
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        assert autograder.assets.SCENES == ("buildings", "forest", "glacier", "mountain", "sea", "street")
+    with pytest.warns(DeprecationWarning):
+        assert autograder.assets.INTEL == INTEL and autograder.assets.FASHION == FASHION
+    with pytest.warns(DeprecationWarning):
+        assert autograder.assets.MODELS["resnet18"] == "ResNet18_Weights"
+    with pytest.warns(DeprecationWarning):
+        assert len(reference.held_out_scenes(assets, per_class=1)) == 6
+    with pytest.warns(DeprecationWarning):
+        images, labels = reference.held_out_fashion(assets)
+    assert len(images) == len(labels) > 0
+
+
+def test_a_registry_that_names_no_module_is_a_clear_error(tmp_path: Path):
+    from autograder.assets import course_datasets
+
+    (tmp_path / "assignments").mkdir()
+    (tmp_path / "assignments" / "assets.toml").write_text('[[asset]]\nname = "x"\n', encoding="utf-8")
+    with pytest.raises(AssetError, match="names no `module`"):
+        course_datasets(tmp_path)
+    (tmp_path / "assignments" / "assets.toml").write_text('[[asset]]\nname = "x"\nmodule = "gone.py"\n')
+    with pytest.raises(AssetError, match="missing"):
+        course_datasets(tmp_path)
 
 
 def test_idx_round_trip(tmp_path: Path):
@@ -204,7 +263,7 @@ def test_sees(student, workdir, assets, thresholds):
     assert student.fetch("model") is not None
     assert thresholds == {"accuracy": 0.5}
     if KAGGLE:
-        assert student.fetch("kaggle") == list(reference.SCENES), "Kaggle layout"
+        assert student.fetch("kaggle") == ["buildings", "forest", "glacier", "mountain", "sea", "street"], "Kaggle"
         assert student.fetch("puneet") is True, "second Kaggle layout"
         assert student.fetch("working") is True, "/kaggle/working"
         assert student.fetch("hidden_visible") is False, "hidden assets visible"

@@ -41,6 +41,11 @@ def test_zip_carries_no_reference_solution(tmp_path: Path) -> None:
     solution = course / "solutions" / TENSORS
     shutil.copytree(ROOT / "solutions" / TENSORS, solution)
     (solution / "calibrate.py").write_text("# instructor's script\n")
+    shutil.copy(ROOT / "assignments" / "assets.toml", course / "assignments")
+    for part in ("assignments", "solutions"):  # the asset modules: hidden checks read held-out data with them
+        shutil.copytree(
+            ROOT / part / "datasets", course / part / "datasets", ignore=shutil.ignore_patterns("__pycache__")
+        )
     (solution / "assignment.toml").write_text("[thresholds.stand-in]\naccuracy = 0.5\n")
     archive = export_gradescope(Course(course), TENSORS, tmp_path / "tensors.zip")
     with zipfile.ZipFile(archive) as bundle:
@@ -48,7 +53,10 @@ def test_zip_carries_no_reference_solution(tmp_path: Path) -> None:
     assert set(solutions) == {
         f"course/solutions/{TENSORS}/hidden_checks/test_hidden.py",
         f"course/solutions/{TENSORS}/assignment.toml",
+        *(f"course/solutions/datasets/{path.name}" for path in (ROOT / "solutions" / "datasets").glob("*.py")),
     }
+    with zipfile.ZipFile(archive) as bundle:
+        assert "course/assignments/assets.toml" in bundle.namelist()
     assert all((info.external_attr >> 16) & 0o077 == 0 for info in solutions.values())
     with zipfile.ZipFile(archive) as bundle:
         (wheel,) = [name for name in bundle.namelist() if name.startswith("wheels/")]

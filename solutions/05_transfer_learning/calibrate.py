@@ -28,8 +28,10 @@ from PIL import Image
 CHECKOUT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(CHECKOUT))
 
-from autograder import reference  # noqa: E402
-from autograder.assets import FASHION, default_store, read_idx  # noqa: E402
+from autograder.assets import bound, default_store, read_idx  # noqa: E402
+from autograder.course import Course  # noqa: E402
+
+FASHION = "fashion-mnist"  # registered in assignments/assets.toml
 
 NOTEBOOK = Path(__file__).with_name("05_transfer_learning.ipynb")
 STEP = "        loss = loss_fn(model(images), labels)\n"
@@ -86,7 +88,8 @@ def run(variant: str, seed: int) -> dict[str, Any]:
             for cell in code_cells(VARIANTS[variant], seed):
                 exec(compile(cell, "<cell>", "exec"), namespace)
         seconds = time.monotonic() - started
-    images, labels = reference.held_out_fashion(assets)
+    fashion = bound(Course.default().datasets(), assets)[FASHION]
+    images, labels = fashion.hidden_module.held_out(fashion.hidden)
     hidden = (logits(namespace, images).argmax(dim=1).numpy() == labels).mean()
     raw = assets.public_folder(FASHION) / "FashionMNIST" / "raw"
     val_images = read_idx(raw / "t10k-images-idx3-ubyte")[:VAL_SAMPLES]

@@ -16,13 +16,13 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from autograder import reference
-from autograder.assets import INTEL, SCENES
 from autograder.bridge import ModuleSnapshot
 from autograder.reference import figure_has_content, read_figure
 
 question, points = pytest.mark.question, pytest.mark.points
 
 MODEL = "resnet18"
+SCENES_ASSET = "intel-image-classification"  # registered in assignments/assets.toml
 PARAMETERS = 11_689_512
 FIGURE = "outputs/top5.png"
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -38,11 +38,11 @@ result = [predict_topk(_Image.fromarray(_a), k=inputs["k"]) for _a in inputs["im
 """
 
 
-def sample_pictures(assets):
+def sample_pictures(scenes):
     """The notebook's samples: the first picture (by file name) of each scene's test folder."""
-    folder = assets.public_folder(INTEL) / "seg_test" / "seg_test"
+    folder = scenes.public / "seg_test" / "seg_test"
     pictures = []
-    for scene in SCENES:
+    for scene in scenes.module.SCENES:
         with Image.open(sorted((folder / scene).glob("*.jpg"))[0]) as image:
             pictures.append(image.convert("RGB"))
     return pictures
@@ -60,10 +60,10 @@ def lesson_pipeline():
 
 
 @functools.lru_cache(maxsize=2)
-def sample_winners(assets, set_id):
+def sample_winners(assets, scenes, set_id):
     """The reference top class of each sample under each documented pipeline (either is accepted)."""
     del set_id  # part of the cache key only
-    pictures = sample_pictures(assets)
+    pictures = sample_pictures(scenes)
     model, labels = reference.load_model(assets, MODEL), reference.categories(MODEL)
     with torch.no_grad():
         runs = [
@@ -92,8 +92,8 @@ def test_model_is_resnet18(student):
 
 @question("q2")
 @points(1)
-def test_preprocess_shape_and_dtype(student, assets):
-    picture = np.asarray(sample_pictures(assets)[0])
+def test_preprocess_shape_and_dtype(student, data):
+    picture = np.asarray(sample_pictures(data[SCENES_ASSET])[0])
     (tensor,) = student.probe(PREPROCESS, images=[picture])
     assert isinstance(tensor, torch.Tensor), "`preprocess(image)` should return a tensor"
     assert tuple(tensor.shape) == (3, 224, 224), (
@@ -115,10 +115,12 @@ def test_imagenet_classes(student):
 
 @question("q4")
 @points(1)
-def test_predict_topk_on_the_sample_pictures(student, assets):
-    pictures = [np.asarray(p) for p in sample_pictures(assets)]
+def test_predict_topk_on_the_sample_pictures(student, assets, data):
+    scenes = data[SCENES_ASSET]
+    pictures = [np.asarray(p) for p in sample_pictures(scenes)]
     predictions = student.probe(PREDICT, images=pictures, k=5)
-    for scene, pairs, winners in zip(SCENES, predictions, sample_winners(assets, assets.set_id), strict=True):
+    winners_of = sample_winners(assets, scenes, assets.set_id)
+    for scene, pairs, winners in zip(scenes.module.SCENES, predictions, winners_of, strict=True):
         assert isinstance(pairs, (list, tuple)) and len(pairs) == 5, "`predict_topk(image)` should return 5 pairs"
         assert all(
             isinstance(pair, (list, tuple))

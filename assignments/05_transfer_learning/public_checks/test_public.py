@@ -11,7 +11,7 @@ import numbers
 import pytest
 import torch
 
-from autograder.assets import FASHION, read_idx
+from autograder.assets import read_idx
 from autograder.bridge import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
@@ -42,9 +42,9 @@ finally:
 """
 
 
-def validation_pictures(assets):
+def validation_pictures(data):
     """The notebook's `val_subset`: the first VAL_SAMPLES pictures of the public test split."""
-    raw = assets.public_folder(FASHION) / "FashionMNIST" / "raw"
+    raw = data["fashion-mnist"].public / "FashionMNIST" / "raw"
     images, labels = read_idx(raw / "t10k-images-idx3-ubyte"), read_idx(raw / "t10k-labels-idx1-ubyte")
     return images[:VAL_SAMPLES], torch.as_tensor(labels[:VAL_SAMPLES].astype("int64"))
 
@@ -57,8 +57,8 @@ def accuracy_threshold(thresholds):
 
 @question("q1")
 @points(1)
-def test_preprocess_shape_and_dtype(student, assets):
-    images, _ = validation_pictures(assets)
+def test_preprocess_shape_and_dtype(student, data):
+    images, _ = validation_pictures(data)
     (tensor,) = student.probe(PREPROCESS, images=[images[0]])
     assert isinstance(tensor, torch.Tensor), "`preprocess(image)` should return a tensor"
     size = tuple(tensor.shape)
@@ -99,9 +99,9 @@ def test_loss_lists_have_one_number_per_epoch(student):
 
 @question("q4")
 @points(1)
-def test_accuracy_on_the_validation_pictures(student, assets, thresholds):
+def test_accuracy_on_the_validation_pictures(student, data, thresholds):
     threshold = accuracy_threshold(thresholds)
-    images, labels = validation_pictures(assets)
+    images, labels = validation_pictures(data)
     logits = student.probe(LOGITS, images=images)
     assert isinstance(logits, torch.Tensor) and logits.shape == (len(labels), 10), (
         "`model` should give 10 logits per picture"

@@ -39,6 +39,7 @@ from autograder.bridge import ModuleSnapshot
 question, points = pytest.mark.question, pytest.mark.points
 
 MODEL = "resnet18"
+SCENES_ASSET = "intel-image-classification"  # registered in assignments/assets.toml
 CANDIDATES_PER_SCENE = 4  # held-out pictures drawn per scene, before filtering on the margin
 PICTURES_PER_SCENE = 2  # kept per scene
 MIN_MARGIN = 0.15  # reference top-1 minus top-2 probability, under both pipelines
@@ -73,10 +74,10 @@ def pipelines():
 
 
 @functools.lru_cache(maxsize=2)
-def unseen_pictures(assets, set_id):
+def unseen_pictures(assets, scenes, set_id):
     """(uint8 arrays, reference top-1 labels) of held-out pictures with a clear winner."""
     del set_id  # part of the cache key only
-    drawn = reference.held_out_scenes(assets, per_class=CANDIDATES_PER_SCENE, seed=0)
+    drawn = scenes.hidden_module.held_out(scenes.hidden, tuple(scenes.module.SCENES), CANDIDATES_PER_SCENE, seed=0)
     model, labels = reference.load_model(assets, MODEL), reference.categories(MODEL)
     with torch.no_grad():
         runs = [torch.softmax(model(torch.stack([p(image) for image, _ in drawn])), dim=1) for p in pipelines()]
@@ -180,8 +181,8 @@ def test_model_has_the_pretrained_weights(student, assets):
 
 @question("q2")
 @points(2)
-def test_preprocess_matches_a_documented_pipeline(student, assets, answers):
-    arrays, _ = unseen_pictures(assets, assets.set_id)
+def test_preprocess_matches_a_documented_pipeline(student, assets, data, answers):
+    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id)
     tensors = preprocessed(student, answers, arrays)
     from PIL import Image
 
@@ -196,8 +197,8 @@ def test_preprocess_matches_a_documented_pipeline(student, assets, answers):
 
 @question("q4")
 @points(2)
-def test_top_class_on_unseen_pictures(student, assets, answers):
-    arrays, expected = unseen_pictures(assets, assets.set_id)
+def test_top_class_on_unseen_pictures(student, assets, data, answers):
+    arrays, expected = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id)
     predictions = predictions_of(student, answers, arrays)
     best = [max(pairs, key=lambda pair: pair[1])[0] for pairs in predictions]
     wrong = sum(b != e for b, e in zip(best, expected, strict=True))
@@ -206,8 +207,8 @@ def test_top_class_on_unseen_pictures(student, assets, answers):
 
 @question("q4")
 @points(2)
-def test_probabilities_are_the_softmax_of_the_model(student, assets, answers):
-    arrays, _ = unseen_pictures(assets, assets.set_id)
+def test_probabilities_are_the_softmax_of_the_model(student, assets, data, answers):
+    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id)
     predictions = predictions_of(student, answers, arrays)
     inputs = preprocessed(student, answers, arrays)
     index = {label: i for i, label in enumerate(reference.categories(MODEL))}
@@ -232,8 +233,8 @@ def test_probabilities_are_the_softmax_of_the_model(student, assets, answers):
 
 @question("q4")
 @points(1)
-def test_k_pairs_best_first(student, assets, answers):
-    arrays, _ = unseen_pictures(assets, assets.set_id)
+def test_k_pairs_best_first(student, assets, data, answers):
+    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id)
     k = answers["k"]
     for pairs in predictions_of(student, answers, arrays):
         assert len(pairs) == k, f"`predict_topk(image, k={k})` should return {k} pairs"

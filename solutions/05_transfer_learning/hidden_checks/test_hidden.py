@@ -32,12 +32,13 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from autograder import reference
-from autograder.assets import FASHION, read_idx
+from autograder.assets import read_idx
 from autograder.bridge import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
 
 MODEL = "resnet18"
+FASHION = "fashion-mnist"  # registered in assignments/assets.toml
 EPOCHS = 3
 VAL_SAMPLES = 250
 BATCH = 250  # pictures per call into the kernel
@@ -95,8 +96,13 @@ def logits_of(student, images):
     return torch.cat(parts)
 
 
-def validation_pictures(assets):
-    raw = assets.public_folder(FASHION) / "FashionMNIST" / "raw"
+def held_out_fashion(data):
+    """(uint8 images, labels) of the grader's held-out part of the test split."""
+    return data[FASHION].hidden_module.held_out(data[FASHION].hidden)
+
+
+def validation_pictures(data):
+    raw = data[FASHION].public / "FashionMNIST" / "raw"
     images, labels = read_idx(raw / "t10k-images-idx3-ubyte"), read_idx(raw / "t10k-labels-idx1-ubyte")
     return images[:VAL_SAMPLES], torch.as_tensor(labels[:VAL_SAMPLES].astype("int64"))
 
@@ -118,8 +124,8 @@ def model_snapshot(student, *, with_weights=False):
 
 @question("q1")
 @points(1)
-def test_preprocess_matches_the_documented_chain(student, assets):
-    images, _ = reference.held_out_fashion(assets)
+def test_preprocess_matches_the_documented_chain(student, data):
+    images, _ = held_out_fashion(data)
     images = images[:PREPROCESS_SAMPLES]
     tensors = student.probe(PREPROCESS, images=images)
     for array, tensor in zip(images, tensors, strict=True):
@@ -169,9 +175,9 @@ def test_training_loss_falls(student):
 
 @question("q3")
 @points(1)
-def test_last_val_loss_is_the_trained_models(student, assets):
+def test_last_val_loss_is_the_trained_models(student, data):
     last = recorded(student, "val_losses")[-1]
-    images, labels = validation_pictures(assets)
+    images, labels = validation_pictures(data)
     actual = torch.nn.functional.cross_entropy(logits_of(student, images), labels).item()
     absolute, relative = VAL_LOSS_TOLERANCE
     assert abs(last - actual) <= absolute + relative * actual, (
@@ -181,11 +187,11 @@ def test_last_val_loss_is_the_trained_models(student, assets):
 
 @question("q4")
 @points(3)
-def test_accuracy_on_unseen_pictures(student, assets, thresholds):
+def test_accuracy_on_unseen_pictures(student, data, thresholds):
     if "accuracy" not in thresholds:
         raise RuntimeError("no accuracy threshold is set for this kind of assets in assignment.toml")
     threshold = thresholds["accuracy"]
-    images, labels = reference.held_out_fashion(assets)
+    images, labels = held_out_fashion(data)
     logits = logits_of(student, images)
     accuracy = (logits.argmax(dim=1) == torch.as_tensor(labels.astype("int64"))).float().mean().item()
     assert accuracy >= threshold, (

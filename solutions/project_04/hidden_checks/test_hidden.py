@@ -34,7 +34,7 @@ import pytest
 import torch
 
 from autograder.bridge import ModuleSnapshot, Opaque
-from autograder.reference import categories, held_out_scenes, load_model, preprocessing
+from autograder.reference import categories, load_model, preprocessing
 
 question, points = pytest.mark.question, pytest.mark.points
 
@@ -282,8 +282,9 @@ def test_resnet_in_eval_mode(student):
 
 @question("task2")
 @points(3)
-def test_run_inference_on_unseen_scenes(student, assets, fresh_seed):
-    scenes = held_out_scenes(assets, per_class=HELD_OUT_PER_CLASS, seed=fresh_seed)
+def test_run_inference_on_unseen_scenes(student, assets, data, fresh_seed):
+    intel = data["intel-image-classification"]  # registered in assignments/assets.toml
+    scenes = intel.hidden_module.held_out(intel.hidden, tuple(intel.module.SCENES), HELD_OUT_PER_CLASS, seed=fresh_seed)
     pixels = [np.asarray(image) for image, _ in scenes]
     answers = student.probe(RUN_INFERENCE, images=pixels, k=5)
     shorter = student.probe(RUN_INFERENCE, images=pixels[:1], k=3)

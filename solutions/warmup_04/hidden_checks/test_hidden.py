@@ -32,15 +32,14 @@ import numpy as np
 import pytest
 import torch
 
-from autograder.assets import SCENES
 from autograder.bridge import ModuleSnapshot, Opaque
-from autograder.errors import exception_for_hidden
-from autograder.errors import AssetError
-from autograder.reference import categories, held_out_scenes, load_model, preprocessing, read_figure
+from autograder.errors import AssetError, exception_for_hidden
+from autograder.reference import categories, load_model, preprocessing, read_figure
 
 question, points = pytest.mark.question, pytest.mark.points
 
 MODEL = "resnet18"
+SCENES_ASSET = "intel-image-classification"  # registered in assignments/assets.toml
 PARAMETERS = 11_689_512
 PREPROCESS_TOLERANCE = 0.02
 PROBABILITY_TOLERANCE = 0.02
@@ -174,14 +173,19 @@ def _probabilities(assets, batch):
         return torch.softmax(load_model(assets, MODEL)(batch.float()), dim=1)
 
 
+def held_out_scenes(scenes, per_class, seed):
+    """(PIL image, scene) pairs of the grader's held-out Intel pictures (`scenes`: the course's asset)."""
+    return scenes.hidden_module.held_out(scenes.hidden, tuple(scenes.module.SCENES), per_class, seed=seed)
+
+
 @functools.lru_cache(maxsize=2)
-def _clear_pictures(assets, set_id):
+def _clear_pictures(assets, scenes, set_id):
     """Up to PICTURES held-out pictures, one per scene where possible, whose
     reference top-1 is clear under both pipelines: (pixels, [(prepared tensor,
     probabilities) per pipeline])."""
     del set_id  # part of the cache key only
     for per_class in (1, 3):  # a larger pool only where too few pictures are clear
-        chosen = _choose_clear(assets, held_out_scenes(assets, per_class=per_class, seed=0))
+        chosen = _choose_clear(assets, held_out_scenes(scenes, per_class=per_class, seed=0))
         if len(chosen) >= MINIMUM_PICTURES:
             break
     if not chosen:  # the grader's assets, not the student: an error, not a failed check
@@ -207,13 +211,13 @@ def _choose_clear(assets, pool):
 
 
 @functools.lru_cache(maxsize=2)
-def _unseen_picture(assets, set_id):
+def _unseen_picture(scenes, set_id):
     """A held-out picture cut to a non-square shape, as uint8 pixels, and the
     accepted preprocessing outputs for it."""
     del set_id
     from PIL import Image
 
-    image, _ = held_out_scenes(assets, per_class=1, seed=1)[0]
+    image, _ = held_out_scenes(scenes, per_class=1, seed=1)[0]
     pixels = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[:, 13:137])
     picture = Image.fromarray(pixels)
     return pixels, [p(picture) for p in _pipelines()]
@@ -222,7 +226,7 @@ def _unseen_picture(assets, set_id):
 _TOP5_ANSWERS = weakref.WeakKeyDictionary()  # student -> (answers, candidates): three checks, one kernel call
 
 
-def top5_of_pictures(student, assets):
+def top5_of_pictures(student, assets, scenes):
     """(the notebook's answers, the reference probabilities each answer may
     follow) for every clear held-out picture. Where the notebook's own
     `preprocess` prepares a picture differently from both accepted pipelines,
@@ -230,7 +234,7 @@ def top5_of_pictures(student, assets):
     so that a preprocessing mistake costs points in Model Question 4 only."""
     if student in _TOP5_ANSWERS:
         return _TOP5_ANSWERS[student]
-    chosen = _clear_pictures(assets, assets.set_id)
+    chosen = _clear_pictures(assets, scenes, assets.set_id)
     answers, prepared = student.probe(
         TOP5_OF_PICTURES, pictures=[pixels for pixels, _ in chosen], categories=categories(MODEL)
     )
@@ -407,8 +411,8 @@ def test_model_on_the_device(student):
 
 @question("m4")
 @points(1)
-def test_preprocess_shape(student, assets):
-    pixels, _ = _unseen_picture(assets, assets.set_id)
+def test_preprocess_shape(student, assets, data):
+    pixels, _ = _unseen_picture(data[SCENES_ASSET], assets.set_id)
     made = student.probe(PREPROCESS_PICTURE, pixels=pixels)
     assert not isinstance(made, str), "`preprocess` should be the weights' transforms (`weights.transforms()`)"
     assert isinstance(made, torch.Tensor), "`preprocess(image)` should give a tensor"
@@ -418,8 +422,8 @@ def test_preprocess_shape(student, assets):
 
 @question("m4")
 @points(1)
-def test_preprocess_normalises_like_the_weights(student, assets):
-    pixels, accepted = _unseen_picture(assets, assets.set_id)
+def test_preprocess_normalises_like_the_weights(student, assets, data):
+    pixels, accepted = _unseen_picture(data[SCENES_ASSET], assets.set_id)
     made = student.probe(PREPROCESS_PICTURE, pixels=pixels)
     assert isinstance(made, torch.Tensor) and made.shape == (3, 224, 224), (
         "`preprocess(image)` should give a (3, 224, 224) tensor"
@@ -435,8 +439,8 @@ def test_preprocess_normalises_like_the_weights(student, assets):
 
 @question("i1")
 @points(1)
-def test_top5_are_probability_pairs(student, assets):
-    answers, _ = top5_of_pictures(student, assets)
+def test_top5_are_probability_pairs(student, assets, data):
+    answers, _ = top5_of_pictures(student, assets, data[SCENES_ASSET])
     for answer in answers:
         pairs = pairs_of(answer)
         assert pairs is not None, "`get_top5_predictions` should return a list of 5 (class_name, probability) tuples"
@@ -449,8 +453,8 @@ def test_top5_are_probability_pairs(student, assets):
 
 @question("i1")
 @points(1)
-def test_top1_matches_the_model(student, assets):
-    answers, candidates = top5_of_pictures(student, assets)
+def test_top1_matches_the_model(student, assets, data):
+    answers, candidates = top5_of_pictures(student, assets, data[SCENES_ASSET])
     labels = categories(MODEL)
     for answer, options in zip(answers, candidates, strict=True):
         pairs = pairs_of(answer) or (list(answer[:1]) if isinstance(answer, (list, tuple)) else [])
@@ -464,8 +468,8 @@ def test_top1_matches_the_model(student, assets):
 
 @question("i1")
 @points(1)
-def test_top5_probabilities_match_the_model(student, assets):
-    answers, candidates = top5_of_pictures(student, assets)
+def test_top5_probabilities_match_the_model(student, assets, data):
+    answers, candidates = top5_of_pictures(student, assets, data[SCENES_ASSET])
     indices_of = {}
     for index, name in enumerate(categories(MODEL)):
         indices_of.setdefault(name, []).append(index)
@@ -479,8 +483,8 @@ def test_top5_probabilities_match_the_model(student, assets):
 
 @question("i2")
 @points(1)
-def test_load_sample_image_for_every_scene(student):
-    loaded = student.probe(LOAD_EACH_SCENE, labels=list(SCENES))
+def test_load_sample_image_for_every_scene(student, data):
+    loaded = student.probe(LOAD_EACH_SCENE, labels=list(data[SCENES_ASSET].module.SCENES))
     for label, error, is_image, size in loaded:
         assert error is None, f"`load_sample_image({label!r})` raised {exception_for_hidden(str(error))}"
         assert is_image, f"`load_sample_image({label!r})` should return a PIL image (or an (image, name) tuple)"
