@@ -66,8 +66,8 @@ RUN chmod -R go-rwx /opt/autograder/course/solutions \
 # The assets (weights and datasets): public/ readable, hidden/ root-only.
 RUN case "${ASSETS}" in real) action=fetch ;; synth) action=synth ;; \
         *) echo "ASSETS must be real or synth, not ${ASSETS}" >&2; exit 1 ;; esac \
- && autograder assets "${action}" \
+ && autograder --course /opt/autograder/course assets "${action}" \
  && if [ -d "${AUTOGRADER_ASSETS}/hidden" ]; then chmod -R go-rwx "${AUTOGRADER_ASSETS}/hidden"; fi \
- && autograder assets status
+ && autograder --course /opt/autograder/course assets status
 ENTRYPOINT ["autograder", "--course", "/opt/autograder/course"]
 CMD ["--help"]

@@ -160,7 +160,8 @@ class Dataset:
 
     name: str
     module: ModuleType
-    hidden: ModuleType | None = None
+    hidden: ModuleType | None = None  # None also where the course's solutions/ is absent
+    holds_out: bool = False  # the registry names a hidden module
 
     @property
     def title(self) -> str:
@@ -233,7 +234,7 @@ def _load_registry(registry: str, _stamp: int) -> tuple[tuple[str, Dataset], ...
         module = _load_module(course / "assignments" / entry["module"], f"{name} public")
         hidden_file = course / "solutions" / entry["hidden"] if "hidden" in entry else None
         hidden = _load_module(hidden_file, f"{name} hidden") if hidden_file and hidden_file.is_file() else None
-        loaded.append((name, Dataset(name, module, hidden)))
+        loaded.append((name, Dataset(name, module, hidden, holds_out="hidden" in entry)))
     return tuple(loaded)
 
 

@@ -57,6 +57,8 @@ def synth(
         figures = dataset.module.synth(folder, store.public)
         if isinstance(figures, dict):
             report.update(figures)
+        if dataset.holds_out and dataset.hidden is None:
+            log(f"  {name}: its hidden module is not here (a course without solutions/): no hidden part made")
         write_hidden_part(store, {name: dataset}, secret)
     parts = {name: "stand-in" for name in datasets}
     _write_manifest(store, kind="stand-in", set_id=set_identity(secret, datasets), parts=parts, quality=report)

@@ -50,7 +50,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     rootfs=$(mktemp -d /var/tmp/autograder-rootfs.XXXXXX)
     trap 'rm -rf "$rootfs"' EXIT
     log "making $base with debootstrap (about a minute)"
-    debootstrap --variant=minbase --include=python3,python3-venv bookworm "$rootfs" >"$rootfs.log" 2>&1 \
+    debootstrap --variant=minbase --include=python3,python3-venv,libseccomp2 bookworm "$rootfs" >"$rootfs.log" 2>&1 \
         || { tail -20 "$rootfs.log" >&2; exit 1; }
     rm -f "$rootfs.log"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
