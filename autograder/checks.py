@@ -263,7 +263,11 @@ class _CheckSession:
         if isinstance(error, AssertionError):
             return "failed", _author_message(error)
         if not isinstance(error, BridgeError):
-            return "error", f"the check itself failed ({type(error).__name__}: {error}); tell your instructor"
+            # A hidden check's own error may carry what the kernel sent (a device
+            # string, a key, a label): only its class is shown; the whole error
+            # is in grader_traceback for the instructor.
+            said = type(error).__name__ if hidden else f"{type(error).__name__}: {error}"
+            return "error", f"the check itself failed ({said}); tell your instructor"
         said = self._told(error) if hidden else str(error)
         if isinstance(error, StudentCodeError) and blames_machine(
             str(error), code_uses_gpu=self._context.called_code_uses_gpu(error)

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from nbformat import NotebookNode
 
@@ -133,14 +134,14 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
                 assets=assets,
                 thresholds=context_thresholds,
                 cell_sources=tuple(_source(cell) for cell in cells),
-                environment_cell=failure[0] if failure else None,
+                environment_cell=failure.cell if failure else None,
                 gpu_use=gpu_use,
                 datasets=course_datasets(assignment.public_dir.parent.parent),
             )
             outcomes = run_checks(
                 files,
                 student,
-                environment_failure=failure[1] if failure else None,
+                environment_failure=failure.summary if failure else None,
                 context=context,
                 budget_s=config.checks_budget_s,
             )
@@ -226,12 +227,19 @@ def _provide_files(assignment: Assignment, workdir: Path) -> None:
         os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
-def _environment_failure(report: ExecutionReport, gpu_use: GpuUse) -> tuple[int, str] | None:
+class MachineFault(NamedTuple):
+    """The first cell that failed for the grading machine's lack, and how, in a few words."""
+
+    cell: int
+    summary: str
+
+
+def _environment_failure(report: ExecutionReport, gpu_use: GpuUse) -> MachineFault | None:
     """The first cell that failed for the grading machine's lack (no GPU, and
     the cell's code uses CUDA), and how."""
     for error in report.cell_errors:
         if blames_machine(f"{error.exception}: {error.message}", code_uses_gpu=error.cell_index in gpu_use.cells):
-            return error.cell_index, f"cell {error.cell_index} ({error.exception}: {error.message[:120]})"
+            return MachineFault(error.cell_index, f"cell {error.cell_index} ({error.exception}: {error.message[:120]})")
     return None
 
 

@@ -51,6 +51,11 @@ def test_bonus(student):
 @pytest.mark.question("q4")
 def test_missing(student):
     student.fetch("nowhere")
+
+@pytest.mark.question("q4")
+def test_check_bug_on_kernel_text(student):
+    import torch
+    torch.device(student.fetch("where"))  # raises, naming the notebook's string
 """
 
 
@@ -59,7 +64,7 @@ def result(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     root = tmp_path_factory.mktemp("course")
     (root / "assignments" / "demo" / "public_checks").mkdir(parents=True)
     (root / "solutions" / "demo" / "hidden_checks").mkdir(parents=True)
-    write_notebook(root / "assignments" / "demo" / "demo.ipynb", "x = 1")
+    write_notebook(root / "assignments" / "demo" / "demo.ipynb", "x = 1\nwhere = 'sentinel_kernel_text'")
     (root / "solutions" / "demo" / "hidden_checks" / "test_demo.py").write_text(CHECKS)
     return grade(Course(root), root / "assignments" / "demo" / "demo.ipynb", name="demo")
 
@@ -75,8 +80,17 @@ def test_verdicts(result) -> None:  # type: ignore[no-untyped-def]
     assert by_name["test_missing"].message == "`nowhere` is not defined in the notebook"
 
 
+def test_a_hidden_checks_own_error_repeats_no_kernel_text(result) -> None:  # type: ignore[no-untyped-def]
+    """A hidden check that breaks on a value the kernel sent (torch.device of a
+    forged string) names the error's class only; the text is the instructor's."""
+    outcome = {c.name: c for c in result.checks}["test_check_bug_on_kernel_text"]
+    assert outcome.status == "error" and "RuntimeError" in outcome.message
+    assert "sentinel_kernel_text" not in outcome.message
+    assert "sentinel_kernel_text" in outcome.grader_traceback
+
+
 def test_bonus_is_kept_apart(result) -> None:  # type: ignore[no-untyped-def]
-    assert result.max_score == 2 + 3 + 1 + 1 + 4 + 1
+    assert result.max_score == 2 + 3 + 1 + 1 + 4 + 1 + 1
     assert result.score == 2 + 1
     assert (result.bonus, result.bonus_max) == (5, 5)
     assert result.score <= result.max_score

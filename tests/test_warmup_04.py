@@ -59,6 +59,22 @@ VARIANTS = [
         {"i4": 1},
         ("side by side",),
     ),
+    Variant(  # the function a hidden check calls adds an entry of its own to the probe's result
+        "plants-a-label",
+        (
+            (
+                '    path = random.choice(sorted((DATA_DIR / label).glob("*.jpg")))\n',
+                "    import sys\n"
+                "    probe = sys._getframe(1).f_globals\n"
+                "    if isinstance(probe.get('result'), list) and 'inputs' in probe and not probe.get('_planted'):\n"
+                "        probe['_planted'] = True\n"
+                "        probe['result'].append(('sentinel_planted_label', None, False, None))\n"
+                '    path = random.choice(sorted((DATA_DIR / label).glob("*.jpg")))\n',
+            ),
+        ),
+        {"i2": 1},
+        ("should load each scene class",),
+    ),
     Variant(
         "returns-logits",
         (("probabilities = torch.softmax(logits[0], dim=0)", "probabilities = logits[0]"),),
@@ -142,3 +158,4 @@ def test_hidden_messages_do_not_reveal_expected_values(variant_result: tuple[Var
     for check in result.checks:
         if check.visibility == "hidden" and check.status != "passed":
             assert "tensor(" not in check.message and "\nassert" not in check.message, check.message
+            assert "sentinel_" not in check.message, check.message  # no text of the notebook's

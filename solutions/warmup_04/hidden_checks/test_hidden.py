@@ -484,8 +484,11 @@ def test_top5_probabilities_match_the_model(student, assets, data):
 @question("i2")
 @points(1)
 def test_load_sample_image_for_every_scene(student, data):
-    loaded = student.probe(LOAD_EACH_SCENE, labels=list(data[SCENES_ASSET].module.SCENES))
-    for label, error, is_image, size in loaded:
+    scenes = list(data[SCENES_ASSET].module.SCENES)
+    loaded = student.probe(LOAD_EACH_SCENE, labels=scenes)
+    assert isinstance(loaded, list) and len(loaded) == len(scenes), "`load_sample_image` should load each scene class"
+    # the labels named are this check's own: the kernel's list is data, and could carry any text
+    for label, (_, error, is_image, size) in zip(scenes, loaded, strict=True):
         assert error is None, f"`load_sample_image({label!r})` raised {exception_for_hidden(str(error))}"
         assert is_image, f"`load_sample_image({label!r})` should return a PIL image (or an (image, name) tuple)"
         assert size[0] > 0 and size[1] > 0, f"`load_sample_image({label!r})` returned an empty image"
