@@ -212,7 +212,8 @@ class Student:
         limit_messages(self._client.context, message_limit(max_bytes))
         self._client.start_channels()
         self._output = self._client.iopub_channel.socket
-        self._output.setsockopt(zmq.UNSUBSCRIBE, b"")  # subscribed on connecting; listen only when waiting
+        self._output_endpoint = self._output.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._output.disconnect(self._output_endpoint)  # connected only while waiting on the kernel
         with self._listening(30.0) as listening:
             if not listening:
                 self.unavailable = "the kernel never answered on its output channel"
@@ -268,14 +269,16 @@ class Student:
 
     @contextlib.contextmanager
     def _listening(self, timeout_s: float) -> Iterator[bool]:
-        """Subscribed to the kernel's output only while waiting on it, since a
-        subscriber that is not read keeps every message the kernel publishes (a
-        notebook's 200 MB prints, all of them) in the grader's memory. A new
-        subscription misses what the kernel publishes before it has reached the
-        kernel, so ask for kernel info until one of its status messages arrives;
-        yields False if none did in time."""
+        """Connected to the kernel's output only while waiting on it, since a
+        subscriber that is not read keeps every message it receives (a
+        notebook's 200 MB prints, all of them) in the grader's memory, and an
+        unsubscribed one still receives what a forged publisher sends anyway
+        (zmq filters on the subscriber's side). A new connection misses what
+        the kernel publishes before it has reached the kernel, so ask for
+        kernel info until one of its status messages arrives; yields False if
+        none did in time."""
         self._drain()
-        self._output.setsockopt(zmq.SUBSCRIBE, b"")
+        self._output.connect(self._output_endpoint)
         try:
             deadline = time.monotonic() + timeout_s
             answered = False
@@ -283,7 +286,7 @@ class Student:
                 answered = self._wait_idle(self._client.kernel_info(), min(remaining, 0.25))
             yield answered
         finally:
-            self._output.setsockopt(zmq.UNSUBSCRIBE, b"")
+            self._output.disconnect(self._output_endpoint)
 
     def _drain(self) -> None:
         """Read and drop what arrived while nobody listened (replies to kernel-info

@@ -25,6 +25,7 @@ back (a message, an exception's name), so only the grader's own words leave.
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
 # Exception names a hidden check may repeat: Python's own; any other name is the notebook's choice.
 _PYTHON_EXCEPTIONS = frozenset(
@@ -35,6 +36,26 @@ _PYTHON_EXCEPTIONS = frozenset(
 def exception_for_hidden(name: str) -> str:
     """How a hidden check names an exception the notebook's code raised."""
     return name if name in _PYTHON_EXCEPTIONS else "an exception of the notebook's own class"
+
+
+_SHOWN_DIMENSIONS = 4
+_SHOWN_SIZE = 100_000
+
+
+def shape_for_hidden(shape: Any) -> str:
+    """How a hidden check shows a shape the notebook's code made: in full when
+    it is one a tensor of a course's size has (at most 4 dimensions of at most
+    100,000), else only how many dimensions it has. A zero-element tensor can
+    have 64 dimensions of any size, which would carry some 480 bytes of the
+    student's choosing (the probe's code, read from the kernel) into the
+    student's feedback."""
+    try:
+        sizes = tuple(int(size) for size in shape)
+    except (TypeError, ValueError):
+        return "an unreadable shape"
+    if len(sizes) <= _SHOWN_DIMENSIONS and all(0 <= size <= _SHOWN_SIZE for size in sizes):
+        return str(sizes)
+    return f"a shape of {min(len(sizes), 64)} dimension{'' if len(sizes) == 1 else 's'}"
 
 
 class AutograderError(Exception):

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import zmq
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -344,12 +343,12 @@ def _run_cells(
 
 
 def _stop_listening(client: NotebookClient) -> None:
-    """nbclient's subscriber is not read once the cells have run: unsubscribed,
-    it does not keep what the kernel publishes during the checks (the bridge's
-    replies, output of the student's threads) in the grader's memory."""
-    socket = client.kc.iopub_channel.socket if client.kc is not None else None
-    if socket is not None:
-        socket.setsockopt(zmq.UNSUBSCRIBE, b"")
+    """nbclient's subscriber is not read once the cells have run: closed, it
+    does not keep what the kernel publishes during the checks (the bridge's
+    replies, output of the student's threads, a forged publisher's flood: an
+    unsubscribed socket still receives those) in the grader's memory."""
+    if client.kc is not None:
+        client.kc.iopub_channel.close()
 
 
 def _not_run(indices: list[int], budget: float) -> CellError:

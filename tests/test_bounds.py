@@ -116,6 +116,11 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[SubmissionResult, 
     (root / "assignments" / "demo" / "assignment.toml").write_text("bridge_timeout_s = 20\nchecks_timeout_s = 6\n")
     write_notebook(root / "assignments" / "demo" / "demo.ipynb", NOTEBOOK)
     (root / "solutions" / "demo" / "hidden_checks" / "test_demo.py").write_text(CHECKS)
+    parts = CHECKS.split("@pytest.mark.question")
+    public = [parts[0], parts[2], parts[3]]  # the two probes again, as public checks
+    (root / "assignments" / "demo" / "public_checks" / "test_public.py").write_text(
+        "@pytest.mark.question".join(public).replace("def test_", "def test_public_")
+    )
     started = time.monotonic()
     result = grade(Course(root), root / "assignments" / "demo" / "demo.ipynb", name="demo")
     return result, time.monotonic() - started
@@ -140,14 +145,24 @@ def test_the_checks_budget_stops_sleeping_functions(graded: tuple[SubmissionResu
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["test_stack_of_a_probe", "test_request_of_a_probe"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "test_stack_of_a_probe",
+        "test_request_of_a_probe",
+        "test_public_stack_of_a_probe",
+        "test_public_request_of_a_probe",
+    ],
+)
 def test_nothing_of_a_probe_reaches_the_student(graded: tuple[SubmissionResult, float], name: str) -> None:
     result, _ = graded
     check = outcome(result, name)
     assert check.status == "failed" and "ValueError" in check.message, check.message
     assert MARKER not in result.to_json() and "inputs[" not in check.message, check.message
-    if name == "test_stack_of_a_probe":
+    if name == "test_public_stack_of_a_probe":  # a public check shows the student's own message, the probe cut out
         assert 'File "' in check.message, "the student's own message (a stack) still comes back"
+    if check.visibility == "hidden":  # a hidden one shows no text the kernel made
+        assert 'File "' not in check.message and "show_stack" not in check.message, check.message
 
 
 def test_the_budget_has_a_default_tied_to_the_bridge_timeout() -> None:
@@ -156,3 +171,16 @@ def test_the_budget_has_a_default_tied_to_the_bridge_timeout() -> None:
     assert AssignmentConfig(bridge_timeout_s=20).checks_budget_s == 200
     assert AssignmentConfig(bridge_timeout_s=20, checks_timeout_s=50).checks_budget_s == 50
     assert "checks_timeout_s" in AssignmentConfig.describe()
+
+
+def test_a_hidden_check_shows_only_shapes_of_a_courses_size() -> None:
+    """A zero-element tensor may have 64 dimensions of any size: shown in full,
+    its shape would carry some 480 bytes the student chose into the feedback."""
+    from autograder.errors import shape_for_hidden
+
+    assert shape_for_hidden((3, 224, 224)) == "(3, 224, 224)"
+    assert shape_for_hidden([]) == "()"
+    assert shape_for_hidden([0] + [2**60] * 63) == "a shape of 64 dimensions"
+    assert shape_for_hidden((1, 2, 3, 4, 5)) == "a shape of 5 dimensions"
+    assert shape_for_hidden((2**40,)) == "a shape of 1 dimension"
+    assert shape_for_hidden(object()) == "an unreadable shape"

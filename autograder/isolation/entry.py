@@ -56,9 +56,31 @@ REFUSED_CALLS = (
     "io_uring_register",
     "userfaultfd",
 )
+# unshare(2) and clone(2) with CLONE_NEWUSER: a user namespace of its own gives
+# the kernel every capability over new network and mount namespaces (nf_tables,
+# raw packets, mounts: where most Linux privilege escalations start). clone3
+# takes its flags in a struct a filter cannot read, so it answers ENOSYS and
+# glibc falls back to clone (Docker's default profile does the same).
+_CLONE_NEWUSER = 0x10000000
+REFUSED_FLAGS = {"unshare": _CLONE_NEWUSER, "clone": _CLONE_NEWUSER}  # call -> flags in its first argument
+UNAVAILABLE_CALLS = ("clone3",)
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_ACT_ERRNO = 0x00050000  # | the errno returned
+_SCMP_ACT_KILL_PROCESS = 0x80000000
+_SCMP_FLTATR_ACT_BADARCH = 2  # what a call made through another architecture's entry (int 0x80) gets
+_SCMP_CMP_MASKED_EQ = 7
 _NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: not a call of this architecture
+
+
+class _ArgumentTest(ctypes.Structure):
+    """libseccomp's `struct scmp_arg_cmp`."""
+
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
 
 
 def _mount(source: str | None, target: str, kind: str | None, flags: int, data: str | None = None) -> None:
@@ -170,23 +192,38 @@ def _filter_library() -> ctypes.CDLL:
         ctypes.c_uint,
         ctypes.c_void_p,
     ]
+    library.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     library.seccomp_load.argtypes = [ctypes.c_void_p]
     library.seccomp_release.argtypes = [ctypes.c_void_p]
     return library
 
 
 def _refuse_calls(library: ctypes.CDLL) -> None:
-    """Load the filter refusing `REFUSED_CALLS`; it holds for this process and
-    everything it starts, across exec (no_new_privs is set first)."""
+    """Load the filter: `REFUSED_CALLS` get EPERM, `REFUSED_FLAGS` get EPERM
+    when their first argument holds those flags, `UNAVAILABLE_CALLS` ENOSYS,
+    and a call through another architecture's entry kills the process. It
+    holds for this process and everything it starts, across exec
+    (no_new_privs is set first)."""
     context = library.seccomp_init(_SCMP_ACT_ALLOW)
     if not context:
         raise OSError("seccomp_init failed")
     try:
-        for name in REFUSED_CALLS:
+        code = library.seccomp_attr_set(context, _SCMP_FLTATR_ACT_BADARCH, _SCMP_ACT_KILL_PROCESS)
+        if code != 0:
+            raise OSError(-code, "cannot make the system-call filter kill calls of other architectures")
+        rules: list[tuple[str, int, _ArgumentTest | None]] = [
+            *((name, errno.EPERM, None) for name in REFUSED_CALLS),
+            *((name, errno.EPERM, _ArgumentTest(0, _SCMP_CMP_MASKED_EQ, f, f)) for name, f in REFUSED_FLAGS.items()),
+            *((name, errno.ENOSYS, None) for name in UNAVAILABLE_CALLS),
+        ]
+        for name, answer, test in rules:
             number = library.seccomp_syscall_resolve_name(name.encode())
             if number == _NR_SCMP_ERROR:
                 continue
-            code = library.seccomp_rule_add_array(context, _SCMP_ACT_ERRNO | errno.EPERM, number, 0, None)
+            tests = ctypes.byref(test) if test is not None else None
+            code = library.seccomp_rule_add_array(
+                context, _SCMP_ACT_ERRNO | answer, number, int(test is not None), tests
+            )
             if code != 0:
                 raise OSError(-code, f"cannot add {name} to the system-call filter")
         code = library.seccomp_load(context)

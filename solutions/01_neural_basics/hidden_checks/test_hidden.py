@@ -10,6 +10,8 @@ never what the expected value is.
 import pytest
 import torch
 
+from autograder.errors import shape_for_hidden
+
 question, points = pytest.mark.question, pytest.mark.points
 
 
@@ -25,7 +27,7 @@ def distinct_sizes(generator, count, low=2, high=9):
 
 def assert_tensor_like(actual, expected, what):
     assert isinstance(actual, torch.Tensor), f"{what} should return a tensor"
-    assert actual.shape == expected.shape, f"{what} gives the wrong shape ({tuple(actual.shape)})"
+    assert actual.shape == expected.shape, f"{what} gives the wrong shape ({shape_for_hidden(actual.shape)})"
     assert actual.dtype == expected.dtype, f"{what} gives the wrong dtype ({actual.dtype})"
     assert torch.allclose(actual.detach().cpu().double(), expected.double(), rtol=1e-4, atol=1e-5), (
         f"{what} gives wrong values"

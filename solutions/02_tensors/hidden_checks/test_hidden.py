@@ -7,6 +7,8 @@ hard-coded. Messages say what is wrong, never what the expected value is.
 import pytest
 import torch
 
+from autograder.errors import shape_for_hidden
+
 question, points = pytest.mark.question, pytest.mark.points
 
 
@@ -23,7 +25,7 @@ def random_matrix(generator, rows=None, cols=None):
 
 def assert_tensor_like(actual, expected, what):
     assert isinstance(actual, torch.Tensor), f"{what} should return a tensor"
-    assert actual.shape == expected.shape, f"{what} gives the wrong shape ({tuple(actual.shape)})"
+    assert actual.shape == expected.shape, f"{what} gives the wrong shape ({shape_for_hidden(actual.shape)})"
     assert actual.dtype == expected.dtype, f"{what} gives the wrong dtype ({actual.dtype})"
     assert torch.allclose(actual.cpu().double(), expected.double(), atol=1e-5), f"{what} gives wrong values"
 

@@ -34,6 +34,7 @@ import pytest
 import torch
 
 from autograder.bridge import ModuleSnapshot, Opaque
+from autograder.errors import shape_for_hidden
 from autograder.reference import categories, load_model, preprocessing
 
 question, points = pytest.mark.question, pytest.mark.points
@@ -369,7 +370,8 @@ def test_feature_matrix_matches_resnet18_features(student, assets, per_run):
     rows = torch.as_tensor(matrix).detach().cpu().double()
     images = student_images(student, per_run)
     assert rows.shape == (len(images), 512), (
-        f"`feature_matrix` should have one row of 512 features per image of `image_set`, not shape {tuple(rows.shape)}"
+        "`feature_matrix` should have one row of 512 features per image of `image_set`,"
+        f" not shape {shape_for_hidden(rows.shape)}"
     )
     reference_probabilities(assets, "resnet18", images, per_run)  # also computes the pooled features
     similarity = torch.cosine_similarity(rows, per_run[("features", "weights")].double(), dim=1)

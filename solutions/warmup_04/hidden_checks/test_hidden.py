@@ -33,7 +33,7 @@ import pytest
 import torch
 
 from autograder.bridge import ModuleSnapshot, Opaque
-from autograder.errors import AssetError, exception_for_hidden
+from autograder.errors import AssetError, exception_for_hidden, shape_for_hidden
 from autograder.reference import categories, load_model, preprocessing, read_figure
 
 question, points = pytest.mark.question, pytest.mark.points
@@ -280,7 +280,7 @@ def matches(pairs, probabilities, indices_of):
 
 def assert_equal_values(value, expected, what):
     assert isinstance(value, torch.Tensor), f"{what} should be a tensor"
-    assert value.shape == expected.shape, f"{what} has the wrong shape ({tuple(value.shape)})"
+    assert value.shape == expected.shape, f"{what} has the wrong shape ({shape_for_hidden(value.shape)})"
     assert value.dtype == torch.float32, f"{what} should be float32, not {value.dtype}"
     assert torch.equal(value.cpu(), expected), f"{what} holds the wrong values"
 
@@ -322,7 +322,7 @@ def test_a_numpy_array(student):
     a, array = student.fetch("a"), student.fetch("a_numpy")
     assert isinstance(array, np.ndarray), "`a_numpy` should be a NumPy array (`.numpy()`)"
     assert isinstance(a, torch.Tensor), "`a` should be a tensor"
-    assert array.shape == tuple(a.shape), f"`a_numpy` has the wrong shape {array.shape}"
+    assert array.shape == tuple(a.shape), f"`a_numpy` has the wrong shape {shape_for_hidden(array.shape)}"
     assert np.array_equal(array, a.cpu().numpy()), "`a_numpy` should hold the same values as `a`"
 
 
@@ -416,7 +416,9 @@ def test_preprocess_shape(student, assets, data):
     made = student.probe(PREPROCESS_PICTURE, pixels=pixels)
     assert not isinstance(made, str), "`preprocess` should be the weights' transforms (`weights.transforms()`)"
     assert isinstance(made, torch.Tensor), "`preprocess(image)` should give a tensor"
-    assert made.shape == (3, 224, 224), f"`preprocess(image)` should give shape (3, 224, 224), not {tuple(made.shape)}"
+    assert made.shape == (3, 224, 224), (
+        f"`preprocess(image)` should give shape (3, 224, 224), not {shape_for_hidden(made.shape)}"
+    )
     assert made.dtype == torch.float32, f"`preprocess(image)` should give float32, not {made.dtype}"
 
 
