@@ -3,23 +3,30 @@ library function; errors become a one-line message and an exit code."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import sys
-import tempfile
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from autograder.api import grade_batch_into, grade_one, notebooks_in
 from autograder.assets import default_store, fetch
 from autograder.assets import status as asset_status
-from autograder.batch import count_statuses, default_workers, grade_batch
-from autograder.batch_report import gradescope_results, write_batch_reports
+from autograder.batch import BatchItem
+from autograder.batch_report import gradescope_results
 from autograder.config import AssignmentConfig
 from autograder.contract import verify_assignment
 from autograder.course import Course
@@ -31,9 +38,8 @@ from autograder.isolation.container import ContainerSettings, image_id, remove_o
 from autograder.report import render_batch, render_grade, render_self_check, render_students
 from autograder.results import SubmissionResult
 from autograder.safe_text import plain_text
-from autograder.selection import AssignmentNames, Selection, choose, recognise, refused
+from autograder.selection import Selection
 from autograder.standins import synth
-from autograder.submissions import collect, read_roster
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
@@ -60,6 +66,10 @@ def _say_if_unsandboxed() -> None:
 
 def _say_assignment(path: Path, name: str, how: str) -> None:
     _err.print(f"[dim]{_shown(path.name)}: assignment {_shown(name)} ({_shown(how)})[/]")
+
+
+def _warn(text: str) -> None:
+    _err.print(f"[yellow]warning:[/] {_shown(text)}")
 
 
 def _shown(text: str) -> str:
@@ -165,58 +175,88 @@ def grade(
         raise UsageError("--gpus, --memory and --cpus go with --docker IMAGE")
     course = _course(context)
     assignments = tuple(dict.fromkeys(assignments))
-    assignment = assignments[0] if len(assignments) == 1 else None
     if image is None:  # with --docker, the image's course decides
         for name in assignments:
-            course.get(name)  # an unknown name is a usage error before any work
-    container = None
-    if image is not None:
-        container = ContainerSettings(
-            image,
-            gpus=gpus,
-            memory=memory or ContainerSettings.memory,
-            cpus=cpus or ContainerSettings.cpus,
-            course=context.obj.get("course"),
-            image_id=image_id(image),
-        )
-        remove_orphans()  # what an earlier grader that died left behind
-    else:
-        _say_if_unsandboxed()
+            course.get(name)  # an unknown name is a usage error before any work (and before any note)
     options = GradingOptions(
         cell_timeout_s=cell_timeout,
         notebook_timeout_s=notebook_timeout,
-        container=container,
+        container=_container(image, gpus=gpus, memory=memory, cpus=cpus, course=context.obj.get("course")),
         waive_isolation="--waive-isolation" if waive_isolation else "",
         public_only=public_only,
     )
     if json_path == Path("-"):  # the result alone on stdout: how the grading container answers
         with result_only_on_stdout() as send:
+            assignment = assignments[0] if len(assignments) == 1 else None
             result = grade_notebook(paths[0], course=course, assignment_name=assignment, options=options)
             send(result.to_json())
         return _exit_code([result])
     if out is not None:
         return _grade_into_folder(
             paths,
-            course=course,
             out=out,
+            course=course,
             assignments=assignments,
-            workers=jobs or default_workers(),
+            workers=jobs,
             force=force,
             only_student=only_student,
             roster=roster,
             options=options,
             scheduler=scheduler,
         )
+    return _grade_each(
+        paths,
+        course=course,
+        assignments=assignments,
+        options=options,
+        json_path=json_path,
+        gradescope_path=gradescope_path,
+    )
+
+
+def _container(
+    image: str | None, *, gpus: str | None, memory: str | None, cpus: float | None, course: Path | None
+) -> ContainerSettings | None:
+    """--docker's settings, once what an earlier grader that died left behind is removed; without
+    --docker, None, once the user is told how unsandboxed this machine is."""
+    if image is None:
+        _say_if_unsandboxed()
+        return None
+    settings = ContainerSettings(
+        image,
+        gpus=gpus,
+        memory=memory or ContainerSettings.memory,
+        cpus=cpus or ContainerSettings.cpus,
+        course=course,
+        image_id=image_id(image),
+    )
+    remove_orphans()
+    return settings
+
+
+def _grade_each(
+    paths: tuple[Path, ...],
+    *,
+    course: Course,
+    assignments: tuple[str, ...],
+    options: GradingOptions,
+    json_path: Path | None,
+    gradescope_path: Path | None,
+) -> int:
+    """Without --out: each notebook graded and shown as it finishes; a student's folder ends with one line."""
+    if (json_path is not None or gradescope_path is not None) and paths[0].is_dir():
+        raise UsageError("--json and --gradescope take one notebook; use --out DIR for a folder")
     results = []
-    expanded = _expand(paths, course=course, json_wanted=json_path is not None or gradescope_path is not None)
-    for path, student in expanded:
-        if image is None:
-            result = _grade_recognised(path, course=course, assignments=assignments, options=options)
-        else:  # the image's course recognises
-            result = grade_notebook(
-                path, course=course, assignment_name=assignment, options=options, on_assignment=_say_assignment
-            )
-        result = dataclasses.replace(result, student=student)
+    for path, student in notebooks_in(paths, course=course):
+        result = grade_one(
+            path,
+            course=course,
+            assignments=assignments,
+            options=options,
+            student=student,
+            on_assignment=_say_assignment,
+            on_warning=_warn,
+        )
         render_grade(result, _out)
         if json_path is not None:
             json_path.write_text(result.to_json(), encoding="utf-8")
@@ -226,50 +266,6 @@ def grade(
     if len({r.student for r in results}) < len(results):  # a student's folder: one line covering it all
         render_students(results, _out)
     return _exit_code(results)
-
-
-def _grade_recognised(
-    path: Path, *, course: Course, assignments: tuple[str, ...], options: GradingOptions
-) -> SubmissionResult:
-    """One notebook, its assignment told as a batch tells it (`selection.recognise`)."""
-    found = recognise(path, names=AssignmentNames(course), asked=assignments)
-    if found.warning:
-        _err.print(f"[yellow]warning:[/] {_shown(found.warning)}")
-    if found.refusal:
-        _err.print(f"{_shown(path.name)}: not graded: {_shown(found.refusal)}")
-        return refused(path, found.refusal)
-    if found.other:
-        reason = f"it is assignment {found.assignment} ({found.how}), not one of {', '.join(assignments)} (-a)"
-        return refused(path, reason)
-    if found.assignment is None:  # nothing tells: grading says why (not a notebook, or pass -a)
-        return grade_notebook(path, course=course, options=options, on_assignment=_say_assignment)
-    how = found.how
-    result = grade_notebook(  # says the assignment once the file is read as a notebook
-        path,
-        course=course,
-        assignment_name=found.assignment,
-        options=options,
-        on_assignment=lambda path, name, _how: _say_assignment(path, name, how),
-    )
-    return dataclasses.replace(result, assignment_chosen_by=how)
-
-
-def _expand(paths: tuple[Path, ...], *, course: Course, json_wanted: bool) -> list[tuple[Path, str]]:
-    """Notebook files as given; a folder becomes its notebooks (a student's
-    folder, e.g. the course's `assignments_04/`, is that student's)."""
-    expanded = []
-    for path in paths:
-        if not path.is_dir():
-            expanded.append((path, ""))
-            continue
-        if json_wanted:
-            raise UsageError("--json and --gradescope take one notebook; use --out DIR for a folder")
-        names = AssignmentNames(course)
-        entries = collect([path], unpack_to=Path(tempfile.gettempdir()), names_assignment=names)  # nothing unpacked
-        if not entries:
-            raise UsageError(f"{path}: no notebooks in this folder")
-        expanded += [(entry.path, entry.student) for entry in entries]
-    return expanded
 
 
 @cli.command()
@@ -414,71 +410,88 @@ def assets_status(context: click.Context) -> int:
 def _grade_into_folder(
     paths: tuple[Path, ...],
     *,
-    course: Course,
     out: Path,
+    course: Course,
     assignments: tuple[str, ...],
-    workers: int,
+    workers: int | None,
     force: bool,
     only_student: str | None,
     roster: Path | None,
     options: GradingOptions,
     scheduler: str | None,
 ) -> int:
-    """Batch mode: collect, grade what is missing with a progress bar, write every report."""
-    names = AssignmentNames(course)
-    entries = collect(
-        paths, unpack_to=out / "inputs", roster=read_roster(roster) if roster else None, names_assignment=names
-    )
-    if only_student is not None:
-        entries = [e for e in entries if only_student in (e.student, e.path.name, e.name)]
-        if not entries:
-            raise UsageError(f"no submission of {only_student!r} under the given paths")
-    chosen = choose(entries, course=course, asked=assignments)
-    _say_chosen(chosen, assignments)
-    entries = list(chosen.entries)
-    started = time.monotonic()
-    columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=_err, transient=False) as progress:
-        task = progress.add_task("grading", total=len(entries))
-        items = grade_batch(
-            entries,
-            course=course,
+    """Batch mode: `grade_batch_into` with a progress bar, then its summary and the table."""
+    bar = _ProgressBar()
+
+    def chosen(selection: Selection) -> None:
+        _say_chosen(selection, assignments)
+        bar.start(len(selection.entries))  # drawn while the cache is read, before the first result
+
+    with bar:
+        summary = grade_batch_into(
+            paths,
             out=out,
+            course=course,
+            assignments=assignments,
             workers=workers,
             force=force,
+            only_student=only_student,
+            roster=roster,
             options=options,
-            on_start=lambda total, cached: progress.update(task, total=total),
-            on_result=lambda item: progress.advance(task),
             scheduler=scheduler,
+            on_chosen=chosen,
+            on_start=bar.set_total,
+            on_result=bar.advance,
         )
-    counts = count_statuses(items)
+    counts = summary.counts
     _err.print(
-        f"{len(items)} submissions: {counts['graded']} graded, {counts['rejected']} rejected, "
-        f"{counts['error']} errors ({sum(i.cached for i in items)} already graded, reused) "
-        f"in {time.monotonic() - started:.1f} s with {workers} worker(s)"
+        f"{len(summary.items)} submissions: {counts['graded']} graded, {counts['rejected']} rejected, "
+        f"{counts['error']} errors ({summary.cached} already graded, reused) "
+        f"in {summary.seconds:.1f} s with {summary.workers} worker(s)"
     )
-    render_batch(items, _out)
-    graded_as = sorted({item.result.assignment or "" for item in items} - {""})
-    titles = {name: course.get(name).config.title or name for name in graded_as}
-    canvas_ids = {name: course.get(name).config.canvas_id for name in graded_as}
-    # a batch of several assignments (a course repository copy) is named after all of them
-    unmatched = write_batch_reports(
-        items, out, title=", ".join(titles.values()) or "Score", titles=titles, canvas_ids=canvas_ids
-    )
-    if unmatched:
+    render_batch(summary.items, _out)
+    if summary.unmatched:
         _err.print(
-            f"[yellow]gradebook-canvas.csv:[/] no id to match on for {len(unmatched)} student(s), so Canvas can "
-            f"match only their names: {_shown(', '.join(unmatched))} (give --roster an id, sis_user_id or "
-            "sis_login_id column)"
+            f"[yellow]gradebook-canvas.csv:[/] no id to match on for {len(summary.unmatched)} student(s), so Canvas "
+            f"can match only their names: {_shown(', '.join(summary.unmatched))} (give --roster an id, sis_user_id "
+            "or sis_login_id column)"
         )
     _out.print(f"[dim]results, gradebook, feedback and summary.html in {out}[/]")
-    return 1 if any(item.result.status == "error" for item in items) else 0
+    return 1 if counts["error"] else 0
+
+
+class _ProgressBar:
+    """The batch's bar on stderr, fed by `grade_batch_into`'s callbacks: drawn from
+    `start` until the `with` block ends."""
+
+    def __init__(self) -> None:
+        columns = (TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        self._progress = Progress(*columns, console=_err, transient=False)
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def start(self, total: int) -> None:
+        self._task = self._progress.add_task("grading", total=total)
+        self._progress.start()
+
+    def set_total(self, total: int, done: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, total=total)
+
+    def advance(self, item: BatchItem) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task)
 
 
 def _say_chosen(chosen: Selection, assignments: tuple[str, ...]) -> None:
     """What choosing set aside: a batch says it before grading."""
     for warning in chosen.warnings:
-        _err.print(f"[yellow]warning:[/] {_shown(warning)}")
+        _warn(warning)
     if chosen.left_out:
         _err.print(
             f"{len(chosen.left_out)} notebook(s) of other assignments than {', '.join(assignments)} (-a) left out"
@@ -497,19 +510,25 @@ def _exit_code(results: list[SubmissionResult]) -> int:
 
 
 def main() -> None:
-    """Console entry point: map every expected error to a message and an exit code."""
+    """Console entry point: `run` the command line, and exit with its code."""
     # SIGTERM and a hang-up unwind like an exception, so every open sandbox is torn down
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    sys.exit(run(sys.argv[1:]))
+
+
+def run(args: Sequence[str]) -> int:
+    """Run one command line in this process; every expected error becomes a
+    one-line message and the exit code it maps to (`errors.py`)."""
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(list(args), standalone_mode=False)
     except click.exceptions.Abort:
         _err.print("interrupted")
-        sys.exit(130)
+        return 130
     except click.ClickException as error:
         error.show()
-        sys.exit(2 if isinstance(error, click.UsageError) else error.exit_code)
+        return 2 if isinstance(error, click.UsageError) else error.exit_code
     except AutograderError as error:
         _err.print(f"error: {plain_text(str(error))}", markup=False)
-        sys.exit(error.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        return error.exit_code
+    return code if isinstance(code, int) else 0
