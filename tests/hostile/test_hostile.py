@@ -139,10 +139,17 @@ def tree_digest(*folders: Path) -> str:
 
 def sandbox_processes() -> list[str]:
     """Processes of sandbox users started from this environment (another checkout's
-    tests running beside this one are not ours to count)."""
+    tests, or a container's kernels, running beside this one are not ours to count)."""
     lines = subprocess.run(["ps", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
     ours = [line for line in lines.splitlines() if int(line.split()[0]) >= 200_000]
-    return [line for line in ours if sys.prefix in line or "/.venv/" not in line]
+    return [line for line in ours if (sys.prefix in line or "/.venv/" not in line) and not _in_container(line)]
+
+
+def _in_container(line: str) -> bool:
+    try:
+        return "docker" in Path(f"/proc/{line.split()[1]}/cgroup").read_text()
+    except OSError:
+        return False  # gone already
 
 
 def hostile_notebook(arena: Arena, attack: Attack) -> Path:

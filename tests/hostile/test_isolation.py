@@ -138,6 +138,8 @@ def test_a_reference_grades_with_course_and_assets_under_tmp(tmp_path: Path, mon
     course = tmp_path / "course"
     for part in ("assignments", "solutions"):
         shutil.copytree(ROOT / part / name, course / part / name)
+        shutil.copytree(ROOT / part / "datasets", course / part / "datasets")  # the asset modules its checks read with
+    shutil.copy(ROOT / "assignments" / "assets.toml", course / "assignments")
     assets = tmp_path / "assets"
     shutil.copytree(ROOT / ".assets", assets, symlinks=True)
     monkeypatch.setenv("AUTOGRADER_ASSETS", str(assets))
