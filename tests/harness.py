@@ -183,7 +183,8 @@ class AssignmentTests:
         assert result.status == "graded", result.reason
         assert result.execution is not None
         assert result.execution.cells_run == result.execution.code_cells  # later cells run after an error or timeout
-        assert tuple(e.exception for e in result.execution.cell_errors) == variant.cell_errors
+        errors = result.execution.cell_errors
+        assert tuple(e.exception for e in errors) == variant.cell_errors, [(e.exception, e.message) for e in errors]
         lost, bonus_lost = lost_points(result)
         maybe = variant.may_also_lose
         assert ({q: p for q, p in lost.items() if q not in maybe}, bonus_lost) == (
