@@ -136,11 +136,11 @@ def test_nap(student):
 NAP = "import time\n\ndef nap():\n    open('napping', 'w').close()\n    time.sleep(3600)"
 
 
+@pytest.mark.slow
+@pytest.mark.sandbox  # the sandbox is what must not outlive the grader
 def test_kill_minus_9_during_the_checks_stops_the_kernel_and_writes_no_result(
     light_course: Path, tmp_path: Path
 ) -> None:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("the sandbox (root on Linux) is what must not outlive the grader")
     course = tmp_path / "course"
     shutil.copytree(light_course, course)
     (course / "solutions" / "light" / "hidden_checks" / "test_light.py").write_text(NAPPING_CHECK)

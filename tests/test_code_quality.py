@@ -1,4 +1,4 @@
-"""The package stays `ruff` clean and `mypy --strict` clean (configured in pyproject),
+"""The package stays `ruff` clean and `mypy --strict` clean (configured in pyproject), the tests repeat no block,
 its standalone modules import only the standard library, and the README maps every module."""
 
 from __future__ import annotations
@@ -18,6 +18,15 @@ BIN = Path(sys.executable).parent
 def test_ruff_is_clean() -> None:
     done = subprocess.run([str(BIN / "ruff"), "check", "autograder", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_no_block_of_six_lines_is_repeated_between_test_files() -> None:
+    """What every assignment's tests share lives once, in tests/harness.py: a
+    copy in a test file (of its variant notebook, its reference assertions) fails here."""
+    command = [str(BIN / "pylint"), "--rcfile=/dev/null", "--persistent=n", "--disable=all", "--enable=duplicate-code"]
+    command += ["--min-similarity-lines=6", "tests"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_mypy_strict_is_clean() -> None:

@@ -38,7 +38,6 @@ from autograder.batch import BatchItem
 from autograder.batch_report import write_batch_reports
 from autograder.course import Course
 from autograder.grading import grade_notebook
-from autograder.isolation import sandbox_available
 from autograder.report import render_grade
 from autograder.results import SubmissionResult
 from autograder.submissions import Entry
@@ -48,7 +47,6 @@ from tests.hostile.attacks import ATTACKS, TRUST_ATTACKS, VIEW_ATTACKS, Attack
 pytestmark = [
     pytest.mark.sandbox,
     pytest.mark.slow,
-    pytest.mark.skipif(not sandbox_available(), reason="the sandbox needs root on Linux with cgroup v1"),
 ]
 
 SENTINEL = f"SENTINEL-{secrets.token_hex(8)}"
