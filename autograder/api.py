@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.batch import BatchItem, count_statuses, default_workers, grade_batch
-from autograder.batch_report import write_batch_reports
 from autograder.course import Course
 from autograder.errors import UsageError
+from autograder.exports import write_batch_reports
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.results import SubmissionResult
 from autograder.selection import AssignmentNames, Selection, choose, recognise, refused

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import os
 import signal
@@ -32,7 +33,7 @@ from autograder.errors import AutograderError, UsageError
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
 from autograder.isolation import share_cores, start_forkserver, tear_down_live_sandboxes, usable_cores
-from autograder.pool import WorkerFailure, run_jobs
+from autograder.pool import JobAnswer, WorkerFailure, run_jobs
 from autograder.results import SubmissionResult
 from autograder.selection import refused as refused_result
 from autograder.staging import read_regular
@@ -95,7 +96,7 @@ def grade_batch(
             items.append(BatchItem(entry, _as_chosen(stored, entry), cached=True))
         elif entry.refusal:  # nothing to run: refused before grading
             refused = refused_result(entry.path, entry.refusal, student=entry.name or entry.student)
-            _write_atomically(store / f"{entry.label}.{keys[entry]}.json", refused.to_json())
+            _write_result(store, entry.label, keys[entry], refused.to_json())
             items.append(BatchItem(entry, refused, cached=False))
         else:
             todo.append(entry)
@@ -113,16 +114,17 @@ def grade_batch(
                 str(course.root),
                 entry.assignment or assignment_name,
                 options,
-                str(store / f"{entry.label}.{keys[entry]}.json"),
+                str(store),
+                keys[entry],
             ),
         )
         for entry in todo
     ]
-    run = _run_on_dask(jobs, scheduler, workers) if scheduler else _run_locally(jobs, workers)
+    run = _run_on_dask(jobs, scheduler, workers, keys) if scheduler else _run_locally(jobs, workers)
     for entry, outcome in run:
         result = _finished(outcome, entry, entry.assignment or assignment_name)
         if scheduler:  # dask workers may not share this file system: keep a copy here too
-            _write_atomically(store / f"{entry.label}.{keys[entry]}.json", result.to_json())
+            _write_result(store, entry.label, keys[entry], result.to_json())
         item = BatchItem(entry, result, cached=False)
         items.append(item)
         if on_result is not None:
@@ -131,18 +133,19 @@ def grade_batch(
     return sorted(items, key=lambda item: order[item.entry])
 
 
-_Job = tuple[Entry, tuple[str, Entry, str, "str | None", GradingOptions, str]]
-_Outcome = Callable[[], str]  # returns the result's JSON, or raises what the worker raised
+_Job = tuple[Entry, tuple[str, Entry, str, "str | None", GradingOptions, str, str]]
 
 
-def _run_locally(jobs: list[_Job], workers: int) -> Iterator[tuple[Entry, _Outcome]]:
+def _run_locally(jobs: list[_Job], workers: int) -> Iterator[tuple[Entry, JobAnswer]]:
     """On this machine's cores; a worker that dies (out of memory, a crash) costs
     only the submission it was grading, which is retried once (`pool.run_jobs`)."""
     workers = max(1, min(workers, len(jobs) or 1))
     return run_jobs(_grade_one, jobs, workers=workers, initializer=_follow_parent, initargs=(os.getpid(), workers))
 
 
-def _run_on_dask(jobs: list[_Job], scheduler: str, workers: int) -> Iterator[tuple[Entry, _Outcome]]:
+def _run_on_dask(
+    jobs: list[_Job], scheduler: str, workers: int, keys: dict[Entry, str]
+) -> Iterator[tuple[Entry, JobAnswer]]:
     """The same work on Dask distributed: a LocalCluster, or any scheduler (Slurm via dask-jobqueue)."""
     from distributed import Client, LocalCluster
     from distributed import as_completed as dask_completed
@@ -153,9 +156,7 @@ def _run_on_dask(jobs: list[_Job], scheduler: str, workers: int) -> Iterator[tup
     try:
         with Client(cluster if cluster is not None else scheduler) as client:  # type: ignore[no-untyped-call]
             futures = {
-                client.submit(
-                    _grade_one, *arguments, key=f"grade-{entry.label}-{arguments[-1][-21:-5]}", pure=False
-                ): entry
+                client.submit(_grade_one, *arguments, key=f"grade-{entry.label}-{keys[entry]}", pure=False): entry
                 for entry, arguments in jobs
             }
             for future in dask_completed(futures):  # type: ignore[no-untyped-call]
@@ -201,8 +202,13 @@ def _as_chosen(result: SubmissionResult, entry: Entry) -> SubmissionResult:
     return dataclasses.replace(result, assignment_chosen_by=entry.chosen_by)
 
 
+def result_file(store: Path, label: str, key: str) -> Path:
+    """Where the result of the entry `label` graded under `key` is kept."""
+    return store / f"{label}.{key}.json"
+
+
 def _stored(store: Path, entry: Entry, key: str) -> SubmissionResult | None:
-    path = store / f"{entry.label}.{key}.json"
+    path = result_file(store, entry.label, key)
     try:
         return SubmissionResult.from_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError, KeyError):
@@ -234,7 +240,13 @@ def _follow_parent(parent: int, workers: int) -> None:
 
 
 def _grade_one(
-    path: str, entry: Entry, course_root: str, assignment_name: str | None, options: GradingOptions, target: str
+    path: str,
+    entry: Entry,
+    course_root: str,
+    assignment_name: str | None,
+    options: GradingOptions,
+    store: str,
+    key: str,
 ) -> str:
     """Runs in a worker process; writes the result itself, so it survives the parent."""
     if _PARENT_GONE.is_set():  # a job already queued when the grader died: no new sandbox for it
@@ -252,11 +264,11 @@ def _grade_one(
     text = result.to_json()
     if _PARENT_GONE.is_set():  # its kernel was killed under it: not a grade, the next run grades it
         raise SystemExit(143)
-    _write_atomically(Path(target), text)
+    _write_result(Path(store), entry.label, key, text)
     return text
 
 
-def _finished(outcome: _Outcome, entry: Entry, assignment_name: str | None) -> SubmissionResult:
+def _finished(outcome: JobAnswer, entry: Entry, assignment_name: str | None) -> SubmissionResult:
     try:
         return SubmissionResult.from_json(outcome())
     except Exception as error:  # a worker crash must not stop the batch: it becomes this entry's result
@@ -275,9 +287,11 @@ def _finished(outcome: _Outcome, entry: Entry, assignment_name: str | None) -> S
         )
 
 
-def _write_atomically(target: Path, text: str) -> None:
-    for old in target.parent.glob(f"{target.name.rsplit('.', 2)[0]}.*.json"):
-        if old != target:
+def _write_result(store: Path, label: str, key: str, text: str) -> None:
+    """Keep a result atomically, and drop the entry's results for older keys."""
+    target = result_file(store, label, key)
+    for old in store.glob(f"{glob.escape(label)}.*.json"):
+        if old != target and old.name.count(".") == label.count(".") + 2:
             old.unlink(missing_ok=True)  # a result for an older key of the same entry
     with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False, encoding="utf-8") as handle:
         handle.write(text)

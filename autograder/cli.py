@@ -26,20 +26,20 @@ from autograder.api import grade_batch_into, grade_one, notebooks_in
 from autograder.assets import default_store, fetch
 from autograder.assets import status as asset_status
 from autograder.batch import BatchItem
-from autograder.batch_report import gradescope_results
 from autograder.config import AssignmentConfig
 from autograder.contract import verify_assignment
 from autograder.course import Course
 from autograder.errors import AutograderError, UsageError
+from autograder.exports import gradescope_results
 from autograder.gradescope import export_gradescope
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.isolation import isolation_here
 from autograder.isolation.container import ContainerSettings, image_id, remove_orphans, result_only_on_stdout
-from autograder.report import render_batch, render_grade, render_self_check, render_students
 from autograder.results import SubmissionResult
 from autograder.safe_text import plain_text
 from autograder.selection import Selection
 from autograder.standins import synth
+from autograder.terminal import render_batch, render_grade, render_self_check, render_students
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)

@@ -35,7 +35,7 @@ from nbformat import NotebookNode
 from autograder.bridge import DROPPED, KernelSession, Student, limit_messages
 from autograder.config import AssignmentConfig
 from autograder.isolation import KernelLaunch, Workspace
-from autograder.results import CellError, ExecutionReport
+from autograder.results import CellError, ExecutionRecord
 
 KERNEL_NAME = "autograder-python"
 _OUTPUT_LIMIT = 1_000_000  # characters of output kept per cell; the rest is dropped
@@ -224,7 +224,7 @@ def executed_notebook(
     *,
     workspace: Workspace,
     config: AssignmentConfig,
-) -> Iterator[tuple[ExecutionReport, Student]]:
+) -> Iterator[tuple[ExecutionRecord, Student]]:
     """Run every code cell of `notebook` in the workspace; yield how it went and a
     `Student` bridge to the still-running kernel, which is stopped on exit."""
     launch = workspace.launch
@@ -260,11 +260,11 @@ def executed_notebook(
         _seal_runtime(workspace.runtime)
         try:
             student.run_internal(seed_code(config.seed), timeout_s=120)
-            report = _run_cells(client, notebook, config, student, launch.sandbox)
+            record = _run_cells(client, notebook, config, student, launch.sandbox)
             _stop_listening(client)
-            if report.status == "kernel-died":
-                student.unavailable = _death_reason(report)
-            yield report, student
+            if record.status == "kernel-died":
+                student.unavailable = _death_reason(record)
+            yield record, student
         finally:
             student.close()
 
@@ -285,7 +285,7 @@ def _run_cells(
     config: AssignmentConfig,
     student: Student,
     sandbox: str,
-) -> ExecutionReport:
+) -> ExecutionRecord:
     started = time.monotonic()
     code_cells = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     errors: list[CellError] = []
@@ -332,7 +332,7 @@ def _run_cells(
             break
         cells_run += 1
         errors.extend(_cell_errors(cell, index))
-    return ExecutionReport(
+    return ExecutionRecord(
         status=status,
         code_cells=len(code_cells),
         cells_run=cells_run,
@@ -369,6 +369,6 @@ def _cell_errors(cell: NotebookNode, index: int) -> list[CellError]:
     ]
 
 
-def _death_reason(report: ExecutionReport) -> str:
-    death = next(e for e in report.cell_errors if e.kind == "kernel-died")
+def _death_reason(record: ExecutionRecord) -> str:
+    death = next(e for e in record.cell_errors if e.kind == "kernel-died")
     return f"the kernel died in cell {death.cell_index}: {death.message}"

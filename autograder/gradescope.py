@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from autograder.assets import REGISTRY
-from autograder.batch_report import gradescope_results
 from autograder.course import CONFIG_FILE, HIDDEN_CHECKS, Assignment, Course
+from autograder.exports import gradescope_results
 from autograder.grading import grade_notebook
 from autograder.safe_text import plain_text
 from autograder.staging import stage

@@ -29,7 +29,7 @@ from autograder.execution import executed_notebook
 from autograder.intake import Submission, read_submission
 from autograder.isolation import IsolationRefusedError, Workspace, open_workspace
 from autograder.isolation.container import ContainerSettings, grade_in_container
-from autograder.results import ExecutionReport, SubmissionResult
+from autograder.results import ExecutionRecord, SubmissionResult
 from autograder.scoring import score_outcomes
 from autograder.ungraded import now as _now
 from autograder.ungraded import ungraded_result
@@ -124,11 +124,11 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
         isolation = workspace.isolation
         _provide_files(assignment, workspace.workdir)
         _link_assets(config.links, assets, workspace)
-        with executed_notebook(submission.notebook, workspace=workspace, config=config) as (report, student):
+        with executed_notebook(submission.notebook, workspace=workspace, config=config) as (record, student):
             checks_started = time.monotonic()
             cells = submission.notebook.cells
             gpu_use = GpuUse.of([_source(cell) if cell.get("cell_type") == "code" else None for cell in cells])
-            failure = _environment_failure(report, gpu_use)
+            failure = _environment_failure(record, gpu_use)
             context = CheckContext(
                 workdir=workspace.workdir,
                 assets=assets,
@@ -160,10 +160,10 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
         bonus_max=sheet.bonus_max,
         questions=sheet.questions,
         checks=tuple(outcomes),
-        execution=report,
+        execution=record,
         timings={
             "intake_s": round(intake_s, 3),
-            "execution_s": report.seconds,
+            "execution_s": record.seconds,
             "checks_s": round(checks_s, 3),
             "total_s": round(time.monotonic() - started, 3),
         },
@@ -234,10 +234,10 @@ class MachineFault(NamedTuple):
     summary: str
 
 
-def _environment_failure(report: ExecutionReport, gpu_use: GpuUse) -> MachineFault | None:
+def _environment_failure(record: ExecutionRecord, gpu_use: GpuUse) -> MachineFault | None:
     """The first cell that failed for the grading machine's lack (no GPU, and
     the cell's code uses CUDA), and how."""
-    for error in report.cell_errors:
+    for error in record.cell_errors:
         if blames_machine(f"{error.exception}: {error.message}", code_uses_gpu=error.cell_index in gpu_use.cells):
             return MachineFault(error.cell_index, f"cell {error.cell_index} ({error.exception}: {error.message[:120]})")
     return None

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from autograder.errors import AutograderError
 
 Key = TypeVar("Key")
-Outcome = Callable[[], str]  # returns the job's answer, or raises `WorkerFailure`
+JobAnswer = Callable[[], str]  # returns the job's answer, or raises `WorkerFailure`
 _STOP_GRACE_S = 20.0  # for a worker told to stop to tear down its kernel and sandbox
 
 
@@ -65,7 +65,7 @@ def run_jobs(
     initializer: Callable[..., None],
     initargs: tuple[Any, ...] = (),
     retries: int = 1,
-) -> Iterator[tuple[Key, Outcome]]:
+) -> Iterator[tuple[Key, JobAnswer]]:
     """Run `function(*arguments)` for each `(key, arguments)` in fresh spawned
     processes, at most `workers` at once; yield `(key, outcome)` as each ends.
 
@@ -126,7 +126,7 @@ def _answer(worker: _Worker) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
-def _outcome(answer: dict[str, Any]) -> Outcome:
+def _outcome(answer: dict[str, Any]) -> JobAnswer:
     if isinstance(answer.get("ok"), str):
         text: str = answer["ok"]
         return lambda: text
@@ -134,7 +134,7 @@ def _outcome(answer: dict[str, Any]) -> Outcome:
     return _raiser(WorkerFailure(message, str(answer.get("traceback", ""))))
 
 
-def _raiser(failure: WorkerFailure) -> Outcome:
+def _raiser(failure: WorkerFailure) -> JobAnswer:
     def outcome() -> str:
         raise failure
 

@@ -49,7 +49,7 @@ class CellError:
 
 
 @dataclass(frozen=True)
-class ExecutionReport:
+class ExecutionRecord:
     """How the notebook's run went, before any check looked at it."""
 
     status: Literal["completed", "timed-out", "kernel-died"]
@@ -85,7 +85,7 @@ class SubmissionResult:
     bonus_max: float = 0.0
     questions: tuple[QuestionScore, ...] = ()
     checks: tuple[CheckOutcome, ...] = ()
-    execution: ExecutionReport | None = None
+    execution: ExecutionRecord | None = None
     timings: dict[str, float] = field(default_factory=dict)
     assets: str = "none"
     answers: dict[str, bool] = field(default_factory=dict)  # question -> written answer present (never scored)
@@ -111,7 +111,7 @@ class SubmissionResult:
         execution = data.get("execution")
         if execution is not None:
             errors = tuple(CellError(**e) for e in execution.pop("cell_errors"))
-            execution = ExecutionReport(**execution, cell_errors=errors)
+            execution = ExecutionRecord(**execution, cell_errors=errors)
         return cls(
             **{
                 **data,

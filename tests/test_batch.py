@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from autograder.batch import BatchItem
-from autograder.batch_report import write_canvas_gradebook, write_gradebook
+from autograder.exports import write_canvas_gradebook, write_gradebook
 from autograder.results import QuestionScore, SubmissionResult
 from autograder.submissions import Entry, collect, read_roster
 from tests.conftest import write_notebook
@@ -368,7 +368,7 @@ def test_gradebook_has_one_row_per_student_across_notebooks(tmp_path: Path) -> N
 
 
 def test_feedback_draws_the_notebooks_own_curves(tmp_path: Path) -> None:
-    from autograder.batch_report import write_batch_reports
+    from autograder.exports import write_batch_reports
 
     result = SubmissionResult(
         submission="ann.ipynb",

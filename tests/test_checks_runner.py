@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from autograder.batch import BatchItem
-from autograder.batch_report import write_batch_reports
 from autograder.course import Course
+from autograder.exports import write_batch_reports
 from autograder.results import SubmissionResult
 from autograder.submissions import Entry
 from tests.conftest import grade, write_notebook

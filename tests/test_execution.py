@@ -15,13 +15,13 @@ from autograder.config import AssignmentConfig
 from autograder.errors import KernelUnavailableError, StudentCodeError, StudentNameError
 from autograder.execution import executed_notebook
 from autograder.isolation import Workspace, open_workspace
-from autograder.results import ExecutionReport
+from autograder.results import ExecutionRecord
 
 pytestmark = pytest.mark.slow
 
 
 @contextlib.contextmanager
-def run(tmp_path: Path, *sources: str, **settings: float) -> Iterator[tuple[ExecutionReport, Student, Workspace]]:
+def run(tmp_path: Path, *sources: str, **settings: float) -> Iterator[tuple[ExecutionRecord, Student, Workspace]]:
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(s) for s in sources]
     config = AssignmentConfig(**settings)  # type: ignore[arg-type]
@@ -139,7 +139,7 @@ def _rss_bytes() -> int:
 
 
 @pytest.fixture(scope="module")
-def hostile_run() -> Iterator[tuple[ExecutionReport, Student, list[nbformat.NotebookNode], int]]:
+def hostile_run() -> Iterator[tuple[ExecutionRecord, Student, list[nbformat.NotebookNode], int]]:
     """One notebook: a cell per malformed message, then the big prints, then a
     cell binding `after`; yields the report, the bridge, the cells, and how much
     the grader's resident memory grew while it ran (nothing read yet)."""
@@ -155,7 +155,7 @@ def hostile_run() -> Iterator[tuple[ExecutionReport, Student, list[nbformat.Note
 
 @pytest.mark.parametrize("kind", list(MALFORMED))
 def test_a_malformed_message_is_harmless(
-    hostile_run: tuple[ExecutionReport, Student, list[nbformat.NotebookNode], int], kind: str
+    hostile_run: tuple[ExecutionRecord, Student, list[nbformat.NotebookNode], int], kind: str
 ) -> None:
     report, student, cells, _ = hostile_run
     index = 1 + list(MALFORMED).index(kind)
@@ -168,7 +168,7 @@ def test_a_malformed_message_is_harmless(
 
 @pytest.mark.parametrize("kind", ["content-not-an-object", "content-not-json", "header-without-id", "replayed-message"])
 def test_an_unreadable_message_is_recorded_in_its_cell(
-    hostile_run: tuple[ExecutionReport, Student, list[nbformat.NotebookNode], int], kind: str
+    hostile_run: tuple[ExecutionRecord, Student, list[nbformat.NotebookNode], int], kind: str
 ) -> None:
     _, _, cells, _ = hostile_run
     texts = [str(o.get("text", "")) for o in cells[1 + list(MALFORMED).index(kind)].outputs]
@@ -179,7 +179,7 @@ def test_an_unreadable_message_is_recorded_in_its_cell(
 
 @pytest.mark.parametrize("kind", list(BIG_PRINTS))
 def test_output_is_capped_including_the_first_message(
-    hostile_run: tuple[ExecutionReport, Student, list[nbformat.NotebookNode], int], kind: str
+    hostile_run: tuple[ExecutionRecord, Student, list[nbformat.NotebookNode], int], kind: str
 ) -> None:
     _, _, cells, grown = hostile_run
     outputs = cells[1 + len(MALFORMED) + list(BIG_PRINTS).index(kind)].outputs

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from autograder.batch import BatchItem
-from autograder.batch_report import write_canvas_gradebook
 from autograder.config import load_config
 from autograder.course import Course
+from autograder.exports import write_canvas_gradebook
 from autograder.results import QuestionScore, SubmissionResult
 from autograder.selection import AssignmentNames, choose, recognise
 from autograder.submissions import Entry, collect, read_roster

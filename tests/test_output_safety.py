@@ -30,11 +30,11 @@ from markdown_it import MarkdownIt
 from rich.console import Console
 
 from autograder.batch import BatchItem
-from autograder.batch_report import gradescope_results, write_batch_reports
-from autograder.report import render_batch, render_grade, render_self_check, render_students
-from autograder.results import CellError, CheckOutcome, ExecutionReport, QuestionScore, SubmissionResult
+from autograder.exports import gradescope_results, write_batch_reports
+from autograder.results import CellError, CheckOutcome, ExecutionRecord, QuestionScore, SubmissionResult
 from autograder.safe_text import csv_cell, json_document, markdown_code, markdown_text, plain_text
 from autograder.submissions import Entry
+from autograder.terminal import render_batch, render_grade, render_self_check, render_students
 from tests.conftest import ROOT, TENSORS
 from tests.test_batch import CHROMIUM, CHROMIUM_FLAGS, autograder
 
@@ -54,7 +54,7 @@ ACTIVE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e
 
 def hostile_items(tmp_path: Path) -> list[BatchItem]:
     """A graded, a rejected and a timed-out submission, every student-controlled field hostile."""
-    execution = ExecutionReport(
+    execution = ExecutionRecord(
         "timed-out",
         code_cells=5,
         cells_run=5,

@@ -35,12 +35,12 @@ from rich.console import Console
 
 from autograder.assets import default_store
 from autograder.batch import BatchItem
-from autograder.batch_report import write_batch_reports
 from autograder.course import Course
+from autograder.exports import write_batch_reports
 from autograder.grading import grade_notebook
-from autograder.report import render_grade
 from autograder.results import SubmissionResult
 from autograder.submissions import Entry
+from autograder.terminal import render_grade
 from tests.conftest import ROOT, TENSORS
 from tests.hostile.attacks import ATTACKS, TRUST_ATTACKS, VIEW_ATTACKS, Attack
 
