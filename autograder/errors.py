@@ -58,6 +58,21 @@ def shape_for_hidden(shape: Any) -> str:
     return f"a shape of {min(len(sizes), 64)} dimension{'' if len(sizes) == 1 else 's'}"
 
 
+_SHOWN_COUNT = 10**10
+
+
+def count_for_hidden(count: Any) -> str:
+    """How a hidden check shows a count the notebook's values decide (a
+    model's parameters, summed from the shapes the kernel sent): in full up
+    to 10,000,000,000 (a course's largest model has some 140 million), else
+    only that it is more. A count is any integer the kernel likes: 4,300
+    digits (Python's longest printable integer) would carry some 1,780 bytes
+    of the student's choosing, a hidden probe's code whole."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        return "an unreadable number"
+    return f"{count:,}" if count <= _SHOWN_COUNT else f"over {_SHOWN_COUNT:,}"
+
+
 class AutograderError(Exception):
     """Base of every error the grader raises on purpose."""
 

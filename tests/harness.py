@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,3 +205,5 @@ class AssignmentTests:
             if check.visibility == "hidden" and check.status != "passed":
                 assert "tensor(" not in check.message and "\nassert" not in check.message, check.message
                 assert "sentinel_" not in check.message, check.message  # no text the notebook planted
+                # nor a number long enough to spell it (a planted parameter count of 4,000 digits)
+                assert not re.search(r"\d[\d,.]{24}", check.message), check.message

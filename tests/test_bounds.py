@@ -184,3 +184,16 @@ def test_a_hidden_check_shows_only_shapes_of_a_courses_size() -> None:
     assert shape_for_hidden((1, 2, 3, 4, 5)) == "a shape of 5 dimensions"
     assert shape_for_hidden((2**40,)) == "a shape of 1 dimension"
     assert shape_for_hidden(object()) == "an unreadable shape"
+
+
+def test_a_hidden_check_shows_only_counts_of_a_courses_size() -> None:
+    """A parameter count is summed from shapes the kernel sent, any integers:
+    shown in full, 4,300 digits of it would carry a hidden probe's code whole
+    (some 1,780 bytes) into the feedback."""
+    from autograder.errors import count_for_hidden
+
+    assert count_for_hidden(11_689_512) == "11,689,512"
+    assert count_for_hidden(0) == "0"
+    assert count_for_hidden(10**10) == "10,000,000,000"
+    assert count_for_hidden(10**4000 + 7) == count_for_hidden(10**10 + 1) == "over 10,000,000,000"
+    assert count_for_hidden(-5) == count_for_hidden(2.5) == count_for_hidden(True) == "an unreadable number"

@@ -55,6 +55,21 @@ class TestWarmup04(AssignmentTests):
             {"i2": 1},
             ("should load each scene class",),
         ),
+        Variant(  # the model's parameters name one whose shape is a number of 4,000 digits (any text, spelled)
+            "plants-a-parameter-count",
+            (
+                (
+                    "model.eval()\n",
+                    "model.eval()\n"
+                    "class _Planted:\n"
+                    "    shape, requires_grad, device = (10**4000 + 7,), True, 'cpu'\n"
+                    "_named = model.named_parameters\n"
+                    "model.named_parameters = lambda *a, **k: iter([*_named(*a, **k), ('planted', _Planted())])\n",
+                ),
+            ),
+            {"m1": 2},
+            ("parameters, not ResNet18's",),
+        ),
         Variant(
             "returns-logits",
             (("probabilities = torch.softmax(logits[0], dim=0)", "probabilities = logits[0]"),),

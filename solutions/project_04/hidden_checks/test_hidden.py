@@ -34,7 +34,7 @@ import pytest
 import torch
 
 from autograder.bridge import ModuleSnapshot, Opaque
-from autograder.errors import shape_for_hidden
+from autograder.errors import count_for_hidden, shape_for_hidden
 from autograder.reference import categories, load_model, preprocessing
 
 question, points = pytest.mark.question, pytest.mark.points
@@ -256,7 +256,8 @@ def assert_pretrained(student, assets, fresh_seed, name, model_name, title):
     reference = fingerprints(load_model(assets, model_name), fresh_seed)
     count = sum(math.prod(shape) for shape, _, _ in found.values())
     assert {n: f[0] for n, f in found.items()} == {n: f[0] for n, f in reference.items()}, (
-        f"`{name}` is not torchvision's {title} ({count:,} parameters; {title} has {PARAMETER_COUNTS[model_name]:,})"
+        f"`{name}` is not torchvision's {title} ({count_for_hidden(count)} parameters;"
+        f" {title} has {PARAMETER_COUNTS[model_name]:,})"
     )
     changed = [n for n, f in reference.items() if not same_projection(found[n][2], f[2])]
     assert not changed, f"`{name}` does not hold the pretrained {title} weights (`{changed[0]}` differs)"
@@ -409,7 +410,7 @@ def test_ft_model_backbone_frozen_and_pretrained(student, assets, fresh_seed):
     assert not trainable, f"`ft_model`'s backbone should be frozen, but {len(trainable)} of its parameters require grad"
     count = sum(math.prod(shape) for shape, grad, _ in found.values() if grad)
     assert count == HEAD_PARAMETERS, (
-        f"`ft_model` should train exactly {HEAD_PARAMETERS:,} parameters (the head), not {count:,}"
+        f"`ft_model` should train exactly {HEAD_PARAMETERS:,} parameters (the head), not {count_for_hidden(count)}"
     )
     pretrained = fingerprints(load_model(assets, "resnet18"), fresh_seed)
     reference = {n: f for n, f in pretrained.items() if not n.startswith("fc.")}

@@ -33,7 +33,7 @@ import pytest
 import torch
 
 from autograder.bridge import ModuleSnapshot, Opaque
-from autograder.errors import AssetError, exception_for_hidden, shape_for_hidden
+from autograder.errors import AssetError, count_for_hidden, exception_for_hidden, shape_for_hidden
 from autograder.reference import categories, load_model, preprocessing, read_figure
 
 question, points = pytest.mark.question, pytest.mark.points
@@ -371,7 +371,8 @@ def test_model_is_resnet18(student):
     model = student.fetch("model", module_state=False)
     assert isinstance(model, ModuleSnapshot), "`model` should be a torchvision ResNet18"
     assert model.type == "torchvision.models.resnet.ResNet", "`model` should be torchvision's ResNet18"
-    assert model.parameter_count == PARAMETERS, f"`model` has {model.parameter_count:,} parameters, not ResNet18's"
+    count = model.parameter_count
+    assert count == PARAMETERS, f"`model` has {count_for_hidden(count)} parameters, not ResNet18's"
 
 
 @question("m1")
