@@ -52,6 +52,9 @@ _RECOVERY_S = 5.0
 DROPPED = "autograder_dropped"  # the type given to a message from the kernel that could not be read
 _REDACTED = "[the check's code]"
 _DRAIN_MAX = 10_000  # messages read and dropped at most before a request, if the kernel floods
+_SHELL_PART_BYTES = 1 << 20
+_SHELL_QUEUE = 16  # messages
+_OUTPUT_QUEUE = 64  # messages the output channel queues while it is read: each may be a whole reply
 
 
 def message_limit(max_bytes: int) -> int:
@@ -209,8 +212,15 @@ class Student:
         self._budget = ""
         self._client = BlockingKernelClient(session=KernelSession())
         self._client.load_connection_info(dict(connection_info))  # type: ignore[arg-type]
+        # The shell socket carries only execute replies the bridge never reads (replies come on the
+        # output channel): small messages, few queued, so a kernel flooding it holds little of the
+        # grader's memory. The stdin and control channels are not opened at all.
+        limit_messages(self._client.context, _SHELL_PART_BYTES)
+        self._client.context.setsockopt(zmq.RCVHWM, _SHELL_QUEUE)
+        self._client.shell_channel  # noqa: B018 (made and connected here, with those limits)
         limit_messages(self._client.context, message_limit(max_bytes))
-        self._client.start_channels()
+        self._client.context.setsockopt(zmq.RCVHWM, _OUTPUT_QUEUE)
+        self._client.start_channels(stdin=False, control=False)
         self._output = self._client.iopub_channel.socket
         self._output_endpoint = self._output.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._output.disconnect(self._output_endpoint)  # connected only while waiting on the kernel

@@ -343,12 +343,13 @@ def _run_cells(
 
 
 def _stop_listening(client: NotebookClient) -> None:
-    """nbclient's subscriber is not read once the cells have run: closed, it
-    does not keep what the kernel publishes during the checks (the bridge's
-    replies, output of the student's threads, a forged publisher's flood: an
-    unsubscribed socket still receives those) in the grader's memory."""
+    """nbclient's channels are not read once the cells have run: stopped, they
+    do not keep what the kernel sends during the checks (the bridge's replies,
+    output of the student's threads, a forged flood on any channel: an
+    unsubscribed socket still receives it) in the grader's memory. The kernel
+    is shut down through its manager's own channel."""
     if client.kc is not None:
-        client.kc.iopub_channel.close()
+        client.kc.stop_channels()
 
 
 def _not_run(indices: list[int], budget: float) -> CellError:
