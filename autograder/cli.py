@@ -398,12 +398,17 @@ def assets_fetch(context: click.Context, sources: tuple[str, ...], intel: Path |
 @assets.command(name="status")
 @click.pass_context
 def assets_status(context: click.Context) -> int:
-    """What is present, real or stand-in; exit 3 when nothing is."""
+    """What is present, real or stand-in; exit 3 when nothing is, or when a
+    stand-in set lacks an asset the course registers (synth again)."""
     store = default_store()
     _out.print(f"{store.root}: {store.kind} ({store.set_id})")
-    for part, state, detail in asset_status(store, _course(context).datasets()):
+    rows = asset_status(store, _course(context).datasets())
+    for part, state, detail in rows:
         colour = "red" if state == "missing" else "green"
         _out.print(f"  [{colour}]{state:9}[/] {part:26} {detail}")
+    if store.kind == "stand-in" and any(state == "missing" for _, state, _ in rows):
+        _err.print("a registered asset has no stand-in yet: run `autograder assets synth`")
+        return 3
     return 0 if store.kind != "none" else 3
 
 
