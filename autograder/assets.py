@@ -368,20 +368,30 @@ _MOVED = {
 }
 
 
+def warn_moved(old: str, instead: str) -> None:
+    """The DeprecationWarning of a name that moved to the course's asset modules."""
+    warnings.warn(f"{old} is deprecated: use {instead}", DeprecationWarning, stacklevel=3)
+
+
+def default_course_datasets() -> dict[str, Dataset]:
+    """The assets the default course registers (what the deprecated names read)."""
+    from autograder.course import Course
+
+    return course_datasets(Course.default().root)
+
+
 def __getattr__(name: str) -> Any:
     """`INTEL`, `FASHION`, `SCENES`, `FASHION_FILES`, `MODELS` (deprecated): the
     default course's values, for private courses written before assets were
     course data."""
     if name not in _MOVED:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"autograder.assets.{name} is deprecated: use {_MOVED[name]}", DeprecationWarning, stacklevel=2)
-    from autograder.course import Course
-
-    datasets = course_datasets(Course.default().root)
+    warn_moved(f"autograder.assets.{name}", _MOVED[name])
     if name == "INTEL":
         return "intel-image-classification"
     if name == "FASHION":
         return "fashion-mnist"
+    datasets = default_course_datasets()
     if name == "SCENES":
         return tuple(datasets["intel-image-classification"].module.SCENES)
     if name == "FASHION_FILES":

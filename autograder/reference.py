@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import functools
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autograder.assets import AssetStore, course_datasets, weights_enum, weights_file
+from autograder.assets import AssetStore, default_course_datasets, warn_moved, weights_enum, weights_file
 from autograder.errors import AssetError, NotANotebookError
 from autograder.staging import LINK, read_inside
 
@@ -70,12 +69,7 @@ def predict(assets: AssetStore, name: str, images: list[Any], *, k: int = 5) -> 
 def held_out_scenes(assets: AssetStore, per_class: int = 2, *, seed: int = 0) -> list[tuple[Any, str]]:
     """Deprecated: the default course's held-out Intel scenes; checks use
     `data["intel-image-classification"].hidden_module.held_out(...)`."""
-    warnings.warn(
-        "autograder.reference.held_out_scenes is deprecated: use the `data` fixture's"
-        " intel-image-classification hidden module (`held_out`)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
+    warn_moved("autograder.reference.held_out_scenes", "the `data` fixture's intel-image-classification hidden module")
     scenes = _default_course_asset("intel-image-classification")
     folder = assets.hidden / "intel-image-classification"
     return list(scenes.hidden.held_out(folder, tuple(scenes.module.SCENES), per_class, seed=seed))
@@ -84,20 +78,13 @@ def held_out_scenes(assets: AssetStore, per_class: int = 2, *, seed: int = 0) ->
 def held_out_fashion(assets: AssetStore) -> tuple[Any, Any]:
     """Deprecated: the default course's held-out FashionMNIST part; checks use
     `data["fashion-mnist"].hidden_module.held_out(...)`."""
-    warnings.warn(
-        "autograder.reference.held_out_fashion is deprecated: use the `data` fixture's"
-        " fashion-mnist hidden module (`held_out`)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
+    warn_moved("autograder.reference.held_out_fashion", "the `data` fixture's fashion-mnist hidden module")
     fashion = _default_course_asset("fashion-mnist")
     return fashion.hidden.held_out(assets.hidden / "fashion-mnist")  # type: ignore[no-any-return]
 
 
 def _default_course_asset(name: str) -> Any:
-    from autograder.course import Course
-
-    dataset = course_datasets(Course.default().root).get(name)
+    dataset = default_course_datasets().get(name)
     if dataset is None or dataset.hidden is None:
         raise AssetError(f"the default course has no hidden part of `{name}`")
     return dataset

@@ -52,11 +52,7 @@ def synth(
     report: dict[str, Any] = {}
     for name, dataset in datasets.items():
         log(f"stand-in {name}: {dataset.title}")
-        folder = dataset.public_folder(store)
-        folder.mkdir(parents=True, exist_ok=True)
-        figures = dataset.module.synth(folder, store.public)
-        if isinstance(figures, dict):
-            report.update(figures)
+        report.update(write_public_part(store, {name: dataset}))
         if dataset.holds_out and dataset.hidden is None:
             log(f"  {name}: its hidden module is not here (a course without solutions/): no hidden part made")
         write_hidden_part(store, {name: dataset}, secret)
@@ -66,12 +62,17 @@ def synth(
     return report
 
 
-def write_public_part(store: AssetStore, datasets: dict[str, Dataset]) -> None:
-    """The public files of `datasets` alone (no weights' fit reported), the same on every machine."""
+def write_public_part(store: AssetStore, datasets: dict[str, Dataset]) -> dict[str, Any]:
+    """The public files of `datasets`, the same on every machine; returns what
+    their generators report (the weights' fit)."""
+    report: dict[str, Any] = {}
     for dataset in datasets.values():
         folder = dataset.public_folder(store)
         folder.mkdir(parents=True, exist_ok=True)
-        dataset.module.synth(folder, store.public)
+        figures = dataset.module.synth(folder, store.public)
+        if isinstance(figures, dict):
+            report.update(figures)
+    return report
 
 
 def write_hidden_part(store: AssetStore, datasets: dict[str, Dataset], secret: bytes) -> None:
@@ -85,7 +86,7 @@ def write_hidden_part(store: AssetStore, datasets: dict[str, Dataset], secret: b
         rng = np.random.default_rng(np.random.SeedSequence(int.from_bytes(digest, "big")))
         folder = dataset.hidden_folder(store)
         folder.mkdir(parents=True, exist_ok=True)
-        store.hidden.chmod(0o700)
+        store.hidden.chmod(0o700)  # made by this mkdir where no secret was kept first
         dataset.hidden.synth(folder, rng, dataset.module)
 
 
