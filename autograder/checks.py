@@ -107,6 +107,17 @@ def _mentioned(name: str, sources: Sequence[str]) -> bool:
     return any(word.search(source) for source in sources)
 
 
+class Thresholds(dict[str, float]):
+    """A config's thresholds for one kind of assets; a missing one says so."""
+
+    def __init__(self, values: dict[str, float], *, kind: str) -> None:
+        super().__init__(values)
+        self.kind = kind
+
+    def __missing__(self, name: str) -> float:
+        raise RuntimeError(f"no `{name}` threshold is set for {self.kind} assets in assignment.toml")
+
+
 class Credit:
     """Lets a check award part of its points: `credit.give(0.5, "why")`."""
 
@@ -192,8 +203,10 @@ class _CheckSession:
 
     @pytest.fixture(name="thresholds")
     def thresholds_fixture(self) -> dict[str, float]:
-        """The assignment's thresholds for the kind of assets graded with ("stand-in", "real")."""
-        return self._context.thresholds
+        """The assignment's thresholds for the kind of assets graded with ("stand-in", "real");
+        one the config does not set makes the check an `error` naming it (the course's fault)."""
+        kind = self._context.assets.kind if self._context.assets is not None else "these"
+        return Thresholds(self._context.thresholds, kind=kind)
 
     @pytest.fixture(name="fresh_seed")
     def fresh_seed_fixture(self) -> int:

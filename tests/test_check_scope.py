@@ -40,3 +40,18 @@ def test_check_modules_are_reused_and_submission_state_is_not(tmp_path: Path) ->
     second = {o.name: o.status for o in run_checks(files, student=None)}  # type: ignore[arg-type]
     assert first == {"test_module_state": "passed", "test_submission_state": "passed"}
     assert second == {"test_module_state": "failed", "test_submission_state": "passed"}
+
+
+def test_a_threshold_the_config_does_not_set_is_the_courses_error(tmp_path: Path) -> None:
+    from autograder.checks import CheckContext
+
+    path = tmp_path / "test_threshold.py"
+    path.write_text(
+        "import pytest\n\n@pytest.mark.question('q1')\ndef test_uses(student, thresholds):\n"
+        "    assert thresholds == {'loss': 0.5} and 'accuracy' not in thresholds\n"
+        "    assert thresholds['accuracy'] < 1\n",
+        encoding="utf-8",
+    )
+    (outcome,) = run_checks([CheckFile(path, "public")], None, context=CheckContext(thresholds={"loss": 0.5}))  # type: ignore[arg-type]
+    assert outcome.status == "error", outcome
+    assert "no `accuracy` threshold is set for these assets in assignment.toml" in outcome.message, outcome.message

@@ -171,8 +171,6 @@ def test_last_loss_is_the_trained_models(student, data):
 @question("q4")
 @points(3)
 def test_accuracy_on_unseen_digits(student, data, thresholds):
-    if "accuracy" not in thresholds:
-        raise RuntimeError("no accuracy threshold is set for this kind of assets in assignment.toml")
     threshold = thresholds["accuracy"]
     images, labels = data[DIGITS].hidden_module.held_out(data[DIGITS].hidden)
     accuracy = (predictions(student, images) == torch.as_tensor(labels.astype("int64"))).float().mean().item()
