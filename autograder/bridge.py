@@ -46,6 +46,8 @@ from autograder.errors import (
     StudentNameError,
     UnsafeValueError,
 )
+from autograder.figures import FigureRecord, Figures, figures_of
+from autograder.figures import decode as decode_figures
 
 _WIRE_SOURCE = Path(wire.__file__).read_text(encoding="utf-8")
 _RECOVERY_S = 5.0
@@ -202,8 +204,12 @@ class Student:
         interrupt: Callable[[], None],
         kill: Callable[[], None],
         unavailable: str | None = None,
+        workdir: Path | None = None,
+        shown: Mapping[str, Path] | None = None,
     ) -> None:
         self._timeout_s = timeout_s
+        self._workdir = workdir
+        self._shown = dict(shown or {})
         self._max_bytes = max_bytes
         self._interrupt = interrupt
         self._kill = kill
@@ -240,6 +246,19 @@ class Student:
         """Run check-written `code` in a copy of the student's namespace, with `inputs`
         bound to a dict of the given values, and return what it binds to `result`."""
         return self._request({"op": "probe", "code": code, "args": self._pack(((), inputs))}, "the notebook's code")
+
+    def figures(self, path: str | None = None) -> list[FigureRecord]:
+        """The records of the figures the notebook saved or displayed with matplotlib
+        (`autograder.figures`); with `path`, only the last one saved to that file,
+        if the file still holds what was saved: [] if none does."""
+        return figures_of(self.recorded_figures(), path)
+
+    def recorded_figures(self) -> Figures:
+        """Everything the kernel's figure recorder holds, with whether it was installed at all."""
+        if self._workdir is None:
+            raise KernelUnavailableError("this kernel's working folder is not known, so its figures cannot be read")
+        raw = self._request({"op": "figures"}, "the notebook's figure records")
+        return decode_figures(raw, workdir=self._workdir, shown=self._shown)
 
     def has(self, name: str) -> bool:
         try:

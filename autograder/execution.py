@@ -32,6 +32,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionComplete, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from autograder import figure_records, wire
+from autograder.assets import default_store
 from autograder.bridge import DROPPED, KernelSession, Student, limit_messages
 from autograder.config import AssignmentConfig
 from autograder.isolation import KernelLaunch, Workspace
@@ -210,6 +212,11 @@ def _bounded_size(value: Any, budget: int) -> int:
     return size
 
 
+_FIGURE_RECORDER = figure_records.install_code(
+    Path(figure_records.__file__).read_text(encoding="utf-8"), wire.FIGURES_MODULE
+)
+
+
 def seed_code(seed: int) -> str:
     return (
         f"import random as _r; _r.seed({seed}); del _r\n"
@@ -256,10 +263,12 @@ def executed_notebook(
             max_bytes=int(config.max_value_mb * 1024 * 1024),
             interrupt=run_sync(manager.interrupt_kernel),
             kill=lambda: run_sync(manager.shutdown_kernel)(now=True),
+            workdir=workspace.workdir,
+            shown=_shown_folders(workspace),
         )
         _seal_runtime(workspace.runtime)
         try:
-            student.run_internal(seed_code(config.seed), timeout_s=120)
+            student.run_internal(seed_code(config.seed) + _FIGURE_RECORDER, timeout_s=120)
             record = _run_cells(client, notebook, config, student, launch.sandbox)
             _stop_listening(client)
             if record.status == "kernel-died":
@@ -267,6 +276,14 @@ def executed_notebook(
             yield record, student
         finally:
             student.close()
+
+
+def _shown_folders(workspace: Workspace) -> dict[str, Path]:
+    """The folders a figure's image files may come from, as the kernel resolves
+    them -> here: the public assets and the working folder."""
+    public = default_store().public
+    seen = workspace.assets if workspace.assets is not None else public.resolve()
+    return {str(seen): public, str(workspace.workdir.resolve()): workspace.workdir}
 
 
 def _seal_runtime(runtime: Path) -> None:

@@ -35,9 +35,11 @@ def test_mypy_strict_is_clean() -> None:
 
 
 # Run where the grader's package cannot load: in the student's kernel (wire.py,
-# sent as source with every request) or as root before the privilege drop.
+# sent as source with every request; figure_records.py, sent before the first
+# cell) or as root before the privilege drop.
 STANDALONE = {
     "autograder/wire.py": {"torch", "numpy", "IPython"},  # lazily, inside the kernel's functions
+    "autograder/figure_records.py": {"matplotlib", "numpy", "PIL"},  # once the notebook imported them
     "autograder/isolation/entry.py": set(),
     "autograder/isolation/forkserver.py": {"entry", "torch", "torchvision", "ipykernel"},
 }
