@@ -395,6 +395,9 @@ def _patches(axes: Any) -> list[dict[str, Any]]:
     return patches
 
 
+_BOX_STATISTICS = ("med", "q1", "q3", "whislo", "whishi", "mean")
+
+
 def _boxes(axes: Any) -> list[dict[str, Any]]:
     """The statistics each `bxp` call drew (`boxplot`, seaborn's box plots), while its median is still shown."""
     boxes = []
@@ -403,7 +406,7 @@ def _boxes(axes: Any) -> list[dict[str, Any]]:
         for index, entry in enumerate(stats):
             if index < len(medians) and medians[index] not in axes.lines:
                 continue  # cleared or removed since
-            box: dict[str, Any] = {k: float(entry[k]) for k in ("med", "q1", "q3", "whislo", "whishi", "mean") if k in entry}
+            box: dict[str, Any] = {k: float(entry[k]) for k in _BOX_STATISTICS if k in entry}
             fliers = list(entry.get("fliers", []))[: LIMITS["points"]]
             box.update(
                 label=_text(entry.get("label", "")),

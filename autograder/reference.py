@@ -18,6 +18,7 @@ from typing import Any
 
 from autograder.assets import AssetStore, default_course_datasets, warn_moved, weights_enum, weights_file
 from autograder.errors import AssetError, NotANotebookError
+from autograder.figures import FigureRecord, figures_of
 from autograder.staging import LINK, read_inside
 
 MAX_FIGURE_BYTES = 20 * 1024 * 1024
@@ -142,3 +143,24 @@ def figure_has_content(figure: Figure) -> bool:
     """False for a blank canvas (a figure saved before anything was drawn)."""
     extrema = figure.image.getextrema()
     return any(high - low > 30 for low, high in extrema)
+
+
+def figure_record(student: Any, workdir: Path, relative: str) -> FigureRecord:
+    """The record of the figure the notebook saved to `relative` with matplotlib
+    (`student.figures`), or a `FigureProblem` saying, for the student, why there
+    is none: not written, not an image, or not drawn with matplotlib (written
+    by PIL or OpenCV, or changed after it was saved)."""
+    read_figure(workdir, relative)
+    figures = student.recorded_figures()
+    if not figures.installed:
+        raise FigureProblem(
+            relative, "no figure was recorded in this kernel: import `autograder.selfcheck` before drawing"
+        )
+    records = figures_of(figures, relative)
+    if not records:
+        raise FigureProblem(
+            relative,
+            f"`{relative}` was not drawn with matplotlib, or was changed after it was saved: "
+            "draw it with matplotlib and save it with `savefig`",
+        )
+    return records[0]
