@@ -12,17 +12,28 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autograder.assets import AssetStore, default_course_datasets, warn_moved, weights_enum, weights_file
 from autograder.errors import AssetError, NotANotebookError
-from autograder.figures import FigureRecord, figures_of
-from autograder.staging import LINK, read_inside
+from autograder.figures import AxesRecord, Bar, FigureRecord, Picture, figures_of
+from autograder.staging import LINK, read_inside, read_regular
 
 MAX_FIGURE_BYTES = 20 * 1024 * 1024
 MAX_FIGURE_PIXELS = 40_000_000
+# Which file a drawn picture shows: grayscale at MATCH_SIDE x MATCH_SIDE,
+# mean-centred, compared by correlation. A picture drawn from its file scores
+# at least 0.979 on the stand-ins (whole, resized to 224 x 224, or as the
+# weights' centre crop); two different stand-in pictures of one class at most
+# 0.954. A picture shown after normalisation (clipped colours) may not match. A
+# file within MATCH_MARGIN of the best is a candidate too, so near-duplicates
+# are never decided against the student.
+MATCH_SIDE = 32
+MATCH_MIN = 0.97
+MATCH_MARGIN = 0.02
 
 
 def load_model(assets: AssetStore, name: str) -> Any:
@@ -164,3 +175,131 @@ def figure_record(student: Any, workdir: Path, relative: str) -> FigureRecord:
             "draw it with matplotlib and save it with `savefig`",
         )
     return records[0]
+
+
+def pictures_matching(picture: Picture, files: Sequence[Path], *, within: Path) -> list[Path]:
+    """The files under `within` (the public assets) that a figure record's
+    `picture` may show, best first: compared whole and as the weights' centre
+    crop (224 of 256), the best match if it correlates at least MATCH_MIN, and
+    those within MATCH_MARGIN of it. [] when none does."""
+    from PIL import Image
+
+    target = _signature(Image.fromarray(picture.pixels))
+    scored = []
+    for path in dict.fromkeys(files):
+        if within not in path.parents:
+            continue
+        signatures = _file_signatures(str(path))
+        if signatures:
+            scored.append((max(float(target @ s) for s in signatures), path))
+    best = max((score for score, _ in scored), default=0.0)
+    if best < MATCH_MIN:
+        return []
+    return [path for score, path in sorted(scored, key=lambda item: -item[0]) if score >= best - MATCH_MARGIN]
+
+
+def open_picture(path: Path) -> Any:
+    """A picture file of the assets as RGB, read without following a link, or None if it cannot be read."""
+    from PIL import Image
+
+    try:
+        data = read_regular(path, limit=MAX_FIGURE_BYTES)
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_FIGURE_PIXELS:
+                return None
+            return image.convert("RGB")
+    except (NotANotebookError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_signatures(path: str) -> tuple[Any, ...]:
+    image = open_picture(Path(path))
+    if image is None:
+        return ()
+    from torchvision.transforms import v2
+
+    return (_signature(image), _signature(v2.CenterCrop(224)(v2.Resize(256)(image))))
+
+
+def _signature(image: Any) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    gray = image.convert("L").resize((MATCH_SIDE, MATCH_SIDE), Image.Resampling.BOX)
+    values = np.asarray(gray, dtype=np.float64).ravel()
+    values -= values.mean()
+    return values / (np.linalg.norm(values) or 1.0)
+
+
+def picture_beside_chart(record: FigureRecord, relative: str) -> tuple[AxesRecord, AxesRecord]:
+    """The axes showing a picture and the bar chart beside it, in one row (a
+    1x2 figure, whatever grid made it); a `FigureProblem` if the figure is not that."""
+    shown = [axes for axes in record.axes if axes.images]
+    charts = [axes for axes in record.axes if axes.bars]
+    if not shown or not charts:
+        raise FigureProblem(relative, f"`{relative}` should show the picture beside a bar chart of its predictions")
+    (x0, y0, _, h0), (x1, y1, _, h1) = shown[0].bounds, charts[0].bounds
+    if not (y0 < y1 + h1 and y1 < y0 + h0 and x0 != x1):
+        raise FigureProblem(relative, f"`{relative}`: the picture and the bar chart should sit side by side (1x2)")
+    return shown[0], charts[0]
+
+
+def bars_show_top_k(bars: Sequence[Bar], probabilities: Any, labels: Sequence[str], *, tolerance: float) -> bool:
+    """Whether chart bars, best first as displayed (a figure record's), are the
+    top len(bars) of `probabilities` (one picture's, over `labels`): each bar's
+    tick label names its class and its length is the probability, as a
+    fraction or a percentage, within `tolerance` (as a fraction)."""
+    if not bars:
+        return False
+    scale = 100.0 if max(bar.length for bar in bars) > 1.5 else 1.0
+    top = probabilities.topk(len(bars))
+    for bar, value, index in zip(bars, top.values.tolist(), top.indices.tolist(), strict=True):
+        if abs(bar.length / scale - value) > tolerance:
+            return False
+        if labels[index].lower() not in bar.label.lower().replace("_", " "):
+            return False
+    return True
+
+
+def chart_is_top_k_of_picture(
+    record: FigureRecord, relative: str, *, assets: AssetStore, model: str, pipelines: Sequence[Any], tolerance: float
+) -> None:
+    """The check of a "picture beside its top-k" figure, raising `FigureProblem`
+    with the student's message: the picture is one of the data set's files the
+    notebook opened before drawing (`pictures_matching`), and the bars beside
+    it are the trusted `model`'s top k for that file under one of `pipelines`
+    (`bars_show_top_k`). The message never names a class or a probability."""
+    shown, chart = picture_beside_chart(record, relative)
+    sources = pictures_matching(shown.images[0], record.opened, within=assets.public)
+    if not sources:
+        raise FigureProblem(relative, f"the picture in `{relative}` is none of the data set's pictures opened before")
+    labels = categories(model)
+    if not any(
+        bars_show_top_k(chart.bars, probabilities, labels, tolerance=tolerance)
+        for source in sources
+        for probabilities in _file_probabilities(assets, assets.set_id, model, str(source), tuple(pipelines))
+    ):
+        raise FigureProblem(
+            relative,
+            "the bars are not the predictions for the picture shown beside them: predict on this picture in this cell",
+        )
+
+
+def _file_probabilities(assets: AssetStore, set_id: str, model: str, path: str, pipelines: tuple[Any, ...]) -> Any:
+    key = (assets.root, set_id, model, path, tuple(repr(p) for p in pipelines))
+    if key not in _PROBABILITIES:
+        import torch
+
+        image = open_picture(Path(path))
+        network = load_model(assets, model)
+        with torch.no_grad():
+            _PROBABILITIES[key] = (
+                []
+                if image is None
+                else [torch.softmax(network(p(image).unsqueeze(0).float()), dim=1)[0] for p in pipelines]
+            )
+    return _PROBABILITIES[key]
+
+
+_PROBABILITIES: dict[tuple[Any, ...], Any] = {}  # per picture file, model and pipelines: a batch shares its pictures

@@ -261,7 +261,7 @@ def test_a_figure_the_notebook_made_a_fifo_fails_its_check_and_blocks_nothing(tm
     assert result["status"] == "graded", result["reason"]
     failed = {c["name"]: c["message"] for c in result["checks"] if c["status"] != "passed"}
     assert failed and all("not a regular file (FIFO)" in message for message in failed.values()), failed
-    assert "test_figure_saved" in failed
+    assert "test_figure_shows_a_picture_beside_five_bars" in failed
 
 
 def test_a_folder_nested_past_the_depth_limit_is_a_row_not_a_crash(tmp_path: Path) -> None:

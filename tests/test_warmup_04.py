@@ -38,6 +38,30 @@ class TestWarmup04(AssignmentTests):
             {"i4": 1},
             ("side by side",),
         ),
+        Variant(  # the bars are of the picture an earlier cell left in `image`, not of the one drawn
+            "stale-bars-of-another-picture",
+            (
+                (
+                    'image, name = load_sample_image("mountain")\n'
+                    "top5 = get_top5_predictions(model, preprocess, image, device, imagenet_classes)\n",
+                    "top5 = get_top5_predictions(model, preprocess, image, device, imagenet_classes)\n"
+                    'image, name = load_sample_image("mountain")\n',
+                ),
+            ),
+            {"i4": 1},
+            ("not the predictions for the picture shown",),
+        ),
+        Variant(  # amunzh's and renato2r's mistake: the top 3 of the last picture of Inference Q2's loop
+            "stale-top3-of-the-loop",
+            (
+                (
+                    "top5 = get_top5_predictions(model, preprocess, image, device, imagenet_classes)\n\nfig",
+                    "top5 = top3\n\nfig",
+                ),
+            ),
+            {"i4": 2},
+            ("has 3 bars", "3 bars, not the top 5"),
+        ),
         Variant(  # the function a hidden check calls adds an entry of its own to the probe's result
             "plants-a-label",
             (
@@ -86,4 +110,4 @@ class TestWarmup04(AssignmentTests):
         messages = {c.name: c.message for c in template_result.checks}
         assert "`a` should be a tensor" in messages["test_tensor_a"]
         assert "`model`" in messages["test_final_layer_has_1000_outputs"]
-        assert "was not written" in messages["test_figure_saved"]
+        assert "was not written" in messages["test_figure_shows_a_picture_beside_five_bars"]

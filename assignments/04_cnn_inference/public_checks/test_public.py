@@ -17,7 +17,6 @@ from torchvision.transforms import v2
 
 from autograder import reference
 from autograder.bridge import ModuleSnapshot
-from autograder.reference import figure_has_content, read_figure
 
 question, points = pytest.mark.question, pytest.mark.points
 
@@ -136,8 +135,8 @@ def test_predict_topk_on_the_sample_pictures(student, assets, data):
 
 
 @question("q5")
-@points(1)
-def test_figure_saved(workdir):
-    figure = read_figure(workdir, FIGURE)
-    assert figure_has_content(figure), f"`{FIGURE}` is blank: save the figure after drawing it"
-    assert figure.width > figure.height, f"`{FIGURE}` should show the picture and the bar chart side by side"
+@points(0.5)
+def test_figure_shows_a_picture_beside_five_bars(student, workdir):
+    _, chart = reference.picture_beside_chart(reference.figure_record(student, workdir, FIGURE), FIGURE)
+    count = len(chart.bars)
+    assert count == 5, f"the bar chart in `{FIGURE}` has {count} bars: show the top 5 predictions of the picture"

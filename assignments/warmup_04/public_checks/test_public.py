@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from autograder.bridge import ModuleSnapshot
-from autograder.reference import figure_has_content, read_figure
+from autograder.reference import figure_record, picture_beside_chart
 
 question, points = pytest.mark.question, pytest.mark.points
 
@@ -47,6 +47,7 @@ def test_final_layer_has_1000_outputs(student):
 
 @question("i4")
 @points(1)
-def test_figure_saved(workdir):
-    figure = read_figure(workdir, FIGURE)
-    assert figure_has_content(figure), f"`{FIGURE}` is blank: save the figure after drawing it"
+def test_figure_shows_a_picture_beside_five_bars(student, workdir):
+    _, chart = picture_beside_chart(figure_record(student, workdir, FIGURE), FIGURE)
+    count = len(chart.bars)
+    assert count == 5, f"the bar chart in `{FIGURE}` has {count} bars: show the top 5 predictions of the picture"

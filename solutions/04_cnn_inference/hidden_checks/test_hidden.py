@@ -48,6 +48,7 @@ PIXEL_TOLERANCE = 0.05
 PROBABILITY_TOLERANCE = 0.02
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 EXPECTED_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+FIGURE = "outputs/top5.png"
 
 PREPROCESS = """
 from PIL import Image as _Image
@@ -242,3 +243,12 @@ def test_k_pairs_best_first(student, assets, data, answers):
         assert all(a >= b for a, b in itertools.pairwise(values)), (
             "`predict_topk` should list the pairs best first (highest probability first)"
         )
+
+
+@question("q5")
+@points(0.5)
+def test_figure_bars_are_the_top5_of_the_picture_shown(student, workdir, assets):
+    record = reference.figure_record(student, workdir, FIGURE)
+    reference.chart_is_top_k_of_picture(
+        record, FIGURE, assets=assets, model=MODEL, pipelines=pipelines(), tolerance=PROBABILITY_TOLERANCE
+    )

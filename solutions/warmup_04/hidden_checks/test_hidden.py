@@ -34,7 +34,14 @@ import torch
 
 from autograder.bridge import ModuleSnapshot, Opaque
 from autograder.errors import AssetError, count_for_hidden, exception_for_hidden, shape_for_hidden
-from autograder.reference import categories, load_model, preprocessing, read_figure
+from autograder.reference import (
+    categories,
+    chart_is_top_k_of_picture,
+    figure_record,
+    load_model,
+    picture_beside_chart,
+    preprocessing,
+)
 
 question, points = pytest.mark.question, pytest.mark.points
 
@@ -499,8 +506,10 @@ def test_load_sample_image_for_every_scene(student, data):
 
 @question("i4")
 @points(1)
-def test_figure_is_one_row_of_two(workdir):
-    figure = read_figure(workdir, FIGURE)
-    assert figure.width > figure.height, (
-        f"`{FIGURE}` is {figure.width}x{figure.height}: the picture and the bar chart should sit side by side"
+def test_figure_bars_are_the_top5_of_the_picture_shown(student, workdir, assets):
+    record = figure_record(student, workdir, FIGURE)
+    _, chart = picture_beside_chart(record, FIGURE)
+    assert len(chart.bars) == 5, f"the bar chart shows {count_for_hidden(len(chart.bars))} bars, not the top 5"
+    chart_is_top_k_of_picture(
+        record, FIGURE, assets=assets, model=MODEL, pipelines=_pipelines(), tolerance=PROBABILITY_TOLERANCE
     )
