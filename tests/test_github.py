@@ -8,7 +8,6 @@ notebooks, one of them hostile, through the command as the workflow runs it.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -274,16 +273,19 @@ def test_check_format_github_writes_the_summary_and_the_notices(
     assert markdown.startswith("earlier\n## Self-check: 5/6 points\n")
     assert "### `right/tiny.ipynb` (tiny): 3/3\n" in markdown
     assert "| q1 One | ✅ passed | 1/1 |  |\n| q2 Two | ✅ passed | 2/2 |  |\n" in markdown
-    hostile_row = next(line for line in markdown.splitlines() if line.startswith("| q1 One | ❌ failed | 0/1 | x is "))
-    assert "\\|" in hostile_row and "&lt;img" in hostile_row and "&#58;//" in hostile_row
+    assert "### a\\|b ::error::pwned/tiny.ipynb (tiny): 2/3\n" in markdown
+    hostile_row = (
+        r"| q1 One | ❌ failed | 0/1 | x is 'a \| b `c` \`\`\` &lt;img src=x onerror=alert(1)&gt; "
+        r"\[l\](javascript:alert(1)) www&#46;evil.example https&#58;//evil.example/x a&#64;evil.example "
+        r"&#64;octocat &#35;1 ::error::pwned ::add-mask::x 100% %0A\\r\\nnext', not 1 |"
+    )
+    assert f"\n{hostile_row}\n| q2 Two | ✅ passed | 2/2 |  |\n" in markdown
     assert_one_table_row_per_question(rendered(markdown))
 
 
 def test_the_workflow_passes_actionlint() -> None:
     actionlint = Path(sys.executable).parent / "actionlint"
-    done = subprocess.run(
-        [str(actionlint), "-no-color", str(WORKFLOW)], capture_output=True, text=True, check=False, env={**os.environ}
-    )
+    done = subprocess.run([str(actionlint), "-no-color", str(WORKFLOW)], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
