@@ -19,8 +19,9 @@ ARG BASE=python:3.11-slim-bookworm
 # pyproject.toml does not reinstall torch (a COPY --from is cached by content).
 FROM ${BASE} AS requirements
 COPY pyproject.toml /src/
-RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /requirements.txt
+# The engine's dependencies and the stand-in generator's (extra `standins`, for ASSETS=synth).
+RUN python3 -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['standins']))" > /requirements.txt
 
 # Stage 2: the virtual environment. Its wheels never reach the final image.
 FROM ${BASE} AS build

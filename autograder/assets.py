@@ -31,14 +31,13 @@ import importlib.util
 import json
 import os
 import sys
+import tomllib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-import tomllib
 
 from autograder.errors import AssetError
 

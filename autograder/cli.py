@@ -4,6 +4,7 @@ library function; errors become a one-line message and an exit code."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from autograder import github
 from autograder.api import grade_batch_into, grade_one, notebooks_in
 from autograder.assets import default_store, fetch
 from autograder.assets import status as asset_status
@@ -269,27 +271,59 @@ def _grade_each(
 
 
 @cli.command()
-@click.argument("notebook", type=click.Path(path_type=Path))
-@click.option("-a", "--assignment", help="Assignment name (default: guessed from the notebook).")
+@click.argument("notebooks", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-a", "--assignment", help="Assignment name (default: recognised per notebook).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "github"]),
+    default="text",
+    help="github: for a workflow run, also a job summary in $GITHUB_STEP_SUMMARY and GitHub Classroom's "
+    "points notices on stdout (README: Checking on your pull request).",
+)
 @click.pass_context
-def check(context: click.Context, notebook: Path, assignment: str | None) -> int:
-    """Self-check a notebook with the public checks only.
+def check(context: click.Context, notebooks: tuple[Path, ...], assignment: str | None, output_format: str) -> int:
+    """Self-check notebooks with the public checks only.
 
-    Exit 0 when every public check passes, 1 when some fail, 2 when the file
-    cannot be checked.
+    Exit 0 when every public check passes, 1 when some fail, 2 when a file
+    cannot be checked. With --format github: 0 whenever the notebooks were
+    checked (the summary says how they did), 1 when the grader failed, or when
+    the assignment sets fail_on_failed_check and a check failed.
     """
+    course = _course(context)
+    if assignment is not None:
+        course.get(assignment)  # an unknown name is a usage error before any work
+    if output_format == "text":
+        results = _check_each(notebooks, course=course, assignment=assignment)
+        if any(result.status != "graded" for result in results):
+            return _exit_code(results)
+        return 0 if all(c.status == "passed" for r in results for c in r.checks) else 1
+    with github.commands_stopped(sys.stdout):  # student text in the log stays text
+        results = _check_each(notebooks, course=course, assignment=assignment)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        github.append_job_summary(Path(summary), results)
+    else:
+        _err.print("[yellow]note:[/] GITHUB_STEP_SUMMARY is not set: no job summary written")
+    for line in github.classroom_notices(results):
+        click.echo(line)
+    return github.exit_code(results, course=course)
+
+
+def _check_each(notebooks: tuple[Path, ...], *, course: Course, assignment: str | None) -> list[SubmissionResult]:
     _say_if_unsandboxed()
-    result = grade_notebook(
-        notebook,
-        course=_course(context),
-        assignment_name=assignment,
-        options=GradingOptions(public_only=True),
-        on_assignment=_say_assignment,
-    )
-    render_self_check(result, _out)
-    if result.status != "graded":
-        return _exit_code([result])
-    return 0 if all(c.status == "passed" for c in result.checks) else 1
+    results = []
+    for notebook in notebooks:
+        result = grade_notebook(
+            notebook,
+            course=course,
+            assignment_name=assignment,
+            options=GradingOptions(public_only=True),
+            on_assignment=_say_assignment,
+        )
+        render_self_check(result, _out)
+        results.append(result)
+    return results
 
 
 @cli.command(name="list")

@@ -8,12 +8,11 @@ a default, so an empty file is a valid config.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from autograder.errors import ConfigError
 
@@ -65,6 +64,11 @@ class AssignmentConfig:
     )
     answers: dict[str, str] = _setting(
         {}, "Question id -> regular expression of its heading, to report whether a written answer is present."
+    )
+    fail_on_failed_check: bool = _setting(
+        False,
+        "`check --format github` (the homework repositories' workflow) exits 1 when a public check fails, so the "
+        "run shows red; unset, it exits 0 whenever the notebook was checked.",
     )
 
     @property
@@ -122,6 +126,10 @@ def _coerce(name: str, value: Any, declared: Any, source: str) -> Any:
             or not isinstance(value, int)
             or (value <= 0 and name != "seed" and not (name == "canvas_id" and value == 0))
         ):
+            raise wrong
+        return value
+    if declared == "bool":
+        if not isinstance(value, bool):
             raise wrong
         return value
     if declared == "str":

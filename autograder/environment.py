@@ -18,8 +18,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+DISTRIBUTION = "dl-notebook-autograder"  # the name pip knows this project by (`autograder` on PyPI is another)
+EXTRA_STANDINS = "standins"  # the optional dependencies of `autograder assets synth`
+
 _LIBRARIES = (
-    "autograder",
+    DISTRIBUTION,
     "torch",
     "torchvision",
     "numpy",
@@ -37,11 +40,10 @@ _LIBRARIES = (
 def grader_version() -> str:
     """The installed package's version; from a plain checkout (not installed), its pyproject's."""
     try:
-        return importlib.metadata.version("autograder")
+        return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
-        from pathlib import Path
-
         import tomllib
+        from pathlib import Path
 
         pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
         return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]) + "+checkout"

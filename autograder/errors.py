@@ -7,6 +7,7 @@ The tree, with the CLI exit code each one maps to::
     |   +-- UnknownAssignmentError (LookupError)      exit 2
     +-- NotANotebookError (ValueError)                exit 2
     +-- ConfigError (ValueError)                      exit 2
+    +-- ReportWriteError (OSError)                    exit 1
     +-- AssetError (FileNotFoundError)                exit 3
     +-- BridgeError (RuntimeError)                    exit 1
         +-- StudentNameError (NameError)              a name the check asked for is missing
@@ -104,6 +105,10 @@ class ConfigError(AutograderError, ValueError):
     """An assignment's configuration is invalid."""
 
     exit_code = 2
+
+
+class ReportWriteError(AutograderError, OSError):
+    """A report could not be written where it was asked for (a GitHub job summary)."""
 
 
 class AssetError(AutograderError, FileNotFoundError):

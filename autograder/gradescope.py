@@ -21,6 +21,7 @@ from typing import Any
 
 from autograder.assets import REGISTRY
 from autograder.course import CONFIG_FILE, HIDDEN_CHECKS, Assignment, Course
+from autograder.environment import DISTRIBUTION
 from autograder.exports import gradescope_results
 from autograder.grading import grade_notebook
 from autograder.safe_text import plain_text
@@ -105,7 +106,7 @@ def build_wheel(folder: Path) -> Path:
     """The grader's own wheel (engine and public material, never solutions), built offline."""
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder)]
     subprocess.run([*command, str(_PROJECT)], check=True, timeout=300)
-    (wheel,) = folder.glob("autograder-*.whl")
+    (wheel,) = folder.glob(f"{DISTRIBUTION.replace('-', '_')}-*.whl")
     return wheel
 
 

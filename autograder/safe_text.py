@@ -14,7 +14,9 @@ function here for its format, so no format trusts a string:
   use it.
 * `markdown_text`, `markdown_code`: the same, then whatever Markdown or
   embedded HTML would render (tags, entities, links, images, table pipes,
-  stray backticks) escaped.
+  stray backticks) escaped, and what GitHub's Markdown would turn into a
+  link by itself (`www.`, `://`, an `@` of an address or a mention, `#1`)
+  broken with a character reference.
 * `csv_cell`: the same on one line, then OWASP's CSV-injection rule: a text
   cell starting with `= + - @`, tab or CR gets a leading `'`. Plain numbers
   (scores, ids) are never touched.
@@ -53,7 +55,10 @@ def plain_text(text: str, *, one_line: bool = False) -> str:
 
 
 _MARKDOWN_SPECIAL = {"\\": "\\\\", "&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "|": "\\|"}
-_MARKDOWN_PLAIN = re.compile(r"[\\&<>\[\]|]")
+# GitHub links www.example.com, https://..., a@b.c, @user and #12 by itself; a character
+# reference where one would start renders the same and links nothing
+_MARKDOWN_SPECIAL |= {"@": "&#64;", ":": "&#58;", ".": "&#46;", "#": "&#35;"}
+_MARKDOWN_PLAIN = re.compile(r"[\\&<>\[\]|@]|:(?=//)|(?<=[wW]{3})\.|#(?=\d)")
 _BACKTICKS = re.compile(r"`+")
 _SPAN_UNSAFE = re.compile(r"[<|]")
 

@@ -26,6 +26,8 @@ import numpy as np
 
 from autograder.assets import AssetStore, Dataset, seal
 from autograder.assets import write_manifest as _write_manifest
+from autograder.environment import DISTRIBUTION, EXTRA_STANDINS
+from autograder.errors import AssetError
 
 SET_ID = "stand-in"  # the set id's prefix; the rest names the generators' versions and the secret
 SECRET_FILE = "stand-in-secret"  # in hidden/: 32 random bytes
@@ -52,10 +54,17 @@ def synth(
     report: dict[str, Any] = {}
     for name, dataset in datasets.items():
         log(f"stand-in {name}: {dataset.title}")
-        report.update(write_public_part(store, {name: dataset}))
-        if dataset.holds_out and dataset.hidden is None:
-            log(f"  {name}: its hidden module is not here (a course without solutions/): no hidden part made")
-        write_hidden_part(store, {name: dataset}, secret)
+        try:
+            report.update(write_public_part(store, {name: dataset}))
+            if dataset.holds_out and dataset.hidden is None:
+                log(f"  {name}: its hidden module is not here (a course without solutions/): no hidden part made")
+            write_hidden_part(store, {name: dataset}, secret)
+        except ModuleNotFoundError as error:  # the generators' libraries are an optional extra
+            package = (error.name or "?").partition(".")[0]
+            raise AssetError(
+                f"the stand-in generator of {name} needs the module {package!r}, which is not installed: "
+                f'pip install "{DISTRIBUTION}[{EXTRA_STANDINS}]"'
+            ) from error
     parts = {name: "stand-in" for name in datasets}
     _write_manifest(store, kind="stand-in", set_id=set_identity(secret, datasets), parts=parts, quality=report)
     seal(store)

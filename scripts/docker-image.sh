@@ -79,7 +79,8 @@ fi
 # 3. The wheels, downloaded again only when the pins (dependencies, constraints) change
 wheels=docker/wheels
 requirements=$(
-    "$python" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))"
+    "$python" -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['standins']))"
 )
 pins=$(printf '%s\n' "$requirements" | cat - constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$wheels/.stamp" 2>/dev/null)" != "$pins" ]; then

@@ -15,6 +15,11 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# The distribution was called `autograder` (another project's name on PyPI) before it
+# became dl-notebook-autograder: a .venv made then holds it under the old name.
+if .venv/bin/python -m pip show --quiet autograder >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall --quiet --yes autograder
+fi
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 # Weights and datasets: no network here, so generate the stand-ins once (about
 # two minutes). An instructor with a network runs `autograder assets fetch`.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -170,6 +171,20 @@ def test_stand_in_public_part_is_fixed_and_hidden_part_follows_the_secret(tmp_pa
 
 class _VersionTwo:
     VERSION = "2"
+
+
+def test_a_generator_without_its_library_names_the_extra_to_install(
+    tmp_path: Path, datasets: dict[str, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scikit-image (the scenes' photographs) is the `standins` extra: a student's self-check needs none of it."""
+    from autograder import standins
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage: ModuleNotFoundError
+    store = AssetStore(tmp_path / "assets")
+    with pytest.raises(
+        AssetError, match=r"needs the module 'skimage'.*pip install \"dl-notebook-autograder\[standins\]\""
+    ):
+        standins.synth(store, {INTEL: datasets[INTEL]}, secret=bytes(32), log=lambda _: None)
 
 
 def test_fetch_unpacks_an_instructors_intel_zip_and_holds_part_out(

@@ -28,7 +28,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_zip_layout(archive: Path) -> None:
     names = zipfile.ZipFile(archive).namelist()
     assert {"setup.sh", "run_autograder", "constraints.txt"} <= set(names)
-    assert any(n.startswith("wheels/autograder-") for n in names)
+    assert any(n.startswith("wheels/dl_notebook_autograder-") for n in names)
     assert f"course/solutions/{TENSORS}/hidden_checks/test_hidden.py" in names
     assert f"course/assignments/{TENSORS}/{TENSORS}.ipynb" in names
 
