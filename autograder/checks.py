@@ -37,7 +37,7 @@ import pytest
 
 from autograder.assets import AssetStore, CourseAsset, Dataset, bound
 from autograder.bridge import Student
-from autograder.environment import GpuUse, blames_machine
+from autograder.environment import GpuUse, MissingData, blames_machine
 from autograder.errors import BridgeError, StudentCodeError, StudentNameError
 from autograder.isolation.processes import owned_temp_folder
 from autograder.reference import FigureProblem
@@ -70,6 +70,7 @@ class CheckContext:
     cell_sources: tuple[str, ...] = ()  # the notebook's cells, to tell which wrote a file
     environment_cell: int | None = None  # where the run hit the grading machine's limits
     gpu_use: GpuUse = field(default_factory=GpuUse)  # where the notebook's code uses CUDA
+    missing_data: MissingData = field(default_factory=MissingData)  # course data this machine could not show it
     datasets: dict[str, Dataset] = field(default_factory=dict)  # the course's registered assets
 
     def written_after_environment_failure(self, relative: str) -> bool:
@@ -96,10 +97,18 @@ class CheckContext:
     def called_code_uses_gpu(self, error: StudentCodeError) -> bool:
         """Whether the student code a check called uses CUDA: the function it named;
         for check-written code run in the notebook (a probe), any of the notebook's code."""
-        called = _CALLED.match(str(error))
-        if called is None:
-            return bool(self.gpu_use.cells)
-        return called.group(1).split(".")[0] in self.gpu_use.names
+        return _called_code_uses(error, self.gpu_use.cells, self.gpu_use.names)
+
+    def called_code_uses_missing_data(self, error: StudentCodeError) -> bool:
+        """Whether the student code a check called uses course data this machine lacks."""
+        return _called_code_uses(error, self.missing_data.cells, self.missing_data.names)
+
+
+def _called_code_uses(error: StudentCodeError, cells: frozenset[int], names: frozenset[str]) -> bool:
+    called = _CALLED.match(str(error))
+    if called is None:
+        return bool(cells)
+    return called.group(1).split(".")[0] in names
 
 
 def _mentioned(name: str, sources: Sequence[str]) -> bool:
@@ -286,6 +295,8 @@ class _CheckSession:
             str(error), code_uses_gpu=self._context.called_code_uses_gpu(error)
         ):
             return "environment", f"{said} (the grading machine has no GPU: regrade on a GPU)"
+        if isinstance(error, StudentCodeError) and self._context.called_code_uses_missing_data(error):
+            return "environment", f"{said}; {self._context.missing_data.message}"
         if (
             isinstance(error, StudentNameError)
             and self._environment_failure

@@ -59,6 +59,12 @@ def _say_if_unsandboxed() -> None:
             f"[yellow]note:[/] no sandbox here ({escape(isolation.reason)}): each kernel runs as a fresh "
             "unprivileged user only, and solutions must be root's alone"
         )
+    elif isolation.kind == "user-namespace":
+        _err.print(
+            "[yellow]note:[/] notebooks run with your own rights, seeing what grading shows them "
+            "(/kaggle/input, no network: a user namespace), not sandboxed; "
+            "fine for your own notebook; grade other people's as root: a grading server or container"
+        )
     elif isolation.kind == "none":
         _err.print(
             f"[yellow]note:[/] notebooks run unsandboxed, with your own rights ({escape(isolation.reason)}); "

@@ -4,6 +4,9 @@ and whether a failure is its fault rather than the student's.
 A check is `environment` (not gradable here, regrade on a GPU) only when the
 machine lacks a GPU *and* the code that failed uses CUDA: the message alone
 proves nothing, since any function can raise "Found no NVIDIA driver".
+Likewise for the course's data: where the kernel cannot be shown
+/kaggle/input (off root, no user namespaces), a failure in code that uses
+those paths is the machine's (`MissingData`).
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import io
 import platform
 import re
 import sys
-from collections.abc import Iterator, Sequence
+import tokenize
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,39 +120,107 @@ class GpuUse:
     @classmethod
     def of(cls, sources: Sequence[str | None]) -> GpuUse:
         """From the notebook's cells in order (None for a cell that is not code)."""
-        statements = [statement for source in sources if source is not None for statement in _statements(source)]
-        names: set[str] = set()
-        grew = True
-        while grew:  # a function calling a function that uses CUDA uses it too
-            grew = False
-            for bound, direct, mentioned in statements:
-                if bound - names and (direct or mentioned & names):
-                    names |= bound
-                    grew = True
-        cells = {
-            index
-            for index, source in enumerate(sources)
-            if source is not None and (_CUDA_CODE.search(source) or _words(source) & names)
-        }
-        return cls(frozenset(cells), frozenset(names))
+        return cls(*_uses(sources, _CUDA_CODE))
 
 
-def _statements(source: str) -> Iterator[tuple[set[str], bool, set[str]]]:
+_ON_KAGGLE = "check it on Kaggle instead, where the data is, with `selfcheck.check()` in the notebook's last cell"
+
+
+@dataclass(frozen=True)
+class MissingData:
+    """The course's data paths grading shows the kernel and this machine could
+    not (`Workspace.missing`: /kaggle/input/... off root without user
+    namespaces), and where the notebook's own code uses them, directly (a path
+    in its code, comments aside) or through its functions and variables, as
+    `GpuUse` finds CUDA. A failure there is the machine's, not the student's."""
+
+    paths: tuple[str, ...] = ()  # what this machine lacks
+    named: tuple[str, ...] = ()  # those the notebook's code names (or the part of them it names)
+    cells: frozenset[int] = frozenset()
+    names: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, sources: Sequence[str | None], paths: Sequence[str]) -> MissingData:
+        if not paths:
+            return cls()
+        pattern = _paths_pattern(paths)
+        code = [None if source is None else _without_comments(source) for source in sources]
+        cells, names = _uses(code, pattern)
+        named = sorted({match.rstrip("/") for index in cells for match in pattern.findall(code[index] or "")})
+        return cls(tuple(paths), tuple(named or paths), cells, names)
+
+    @property
+    def message(self) -> str:
+        """What the student is told: what is missing and where to check instead."""
+        verb = "is" if len(self.named) == 1 else "are"
+        return f"{' and '.join(self.named)} {verb} not on this machine: {_ON_KAGGLE}"
+
+
+def _paths_pattern(paths: Sequence[str]) -> re.Pattern[str]:
+    """A missing path, or anything inside it; or a folder above one, as itself
+    (`"/kaggle/input"`, `f"/kaggle/input/{name}"`), never another path below
+    it (`/kaggle/temp` is missing in grading too)."""
+    above = {"/".join(p.split("/")[:depth]) for p in paths for depth in range(2, p.count("/") + 1)} - set(paths)
+
+    def either(found: Iterable[str]) -> str:
+        return "|".join(re.escape(path) for path in sorted(found, key=len, reverse=True))
+
+    inside, itself = rf"(?:{either(paths)})(?![\w.-])", rf"(?:{either(above)})(?:/(?![\w.-])|(?![\w./-]))"
+    return re.compile(rf"(?<![\w./-])(?:{inside}|{itself})" if above else rf"(?<![\w./-]){inside}")
+
+
+def _uses(sources: Sequence[str | None], pattern: re.Pattern[str]) -> tuple[frozenset[int], frozenset[str]]:
+    """The cells and the notebook's own names whose code matches `pattern`,
+    directly or through names that do."""
+    statements = [s for source in sources if source is not None for s in _statements(source, pattern)]
+    names: set[str] = set()
+    grew = True
+    while grew:  # a function calling a function that uses it uses it too
+        grew = False
+        for bound, direct, mentioned in statements:
+            if bound - names and (direct or mentioned & names):
+                names |= bound
+                grew = True
+    cells = {
+        index
+        for index, source in enumerate(sources)
+        if source is not None and (pattern.search(source) or _words(source) & names)
+    }
+    return frozenset(cells), frozenset(names)
+
+
+def _statements(source: str, pattern: re.Pattern[str]) -> Iterator[tuple[set[str], bool, set[str]]]:
     """Per top-level statement of a cell that binds names: those names, whether
-    its code uses CUDA directly, and the names it mentions. A cell that does not
+    its code matches `pattern`, and the names it mentions. A cell that does not
     parse counts as one statement, its names found by pattern."""
     code = _MAGIC_LINE.sub(lambda line: f"{line.group(1)}pass", source)
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         found = re.findall(r"^\s*(?:def|class)\s+(\w+)|^(\w+)\s*=", source, re.MULTILINE)
-        yield {name for pair in found for name in pair if name}, bool(_CUDA_CODE.search(source)), _words(source)
+        yield {name for pair in found for name in pair if name}, bool(pattern.search(source)), _words(source)
         return
     for statement in tree.body:
         bound = _bound(statement)
         if bound:
             segment = ast.get_source_segment(code, statement) or ""
-            yield bound, bool(_CUDA_CODE.search(segment)), _words(segment)
+            yield bound, bool(pattern.search(segment)), _words(segment)
+
+
+def _without_comments(source: str) -> str:
+    """The cell with its comments blanked (Kaggle's template mentions
+    /kaggle/working in one); as it is where it does not tokenize."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return source
+    lines = source.splitlines(keepends=True)
+    for token in reversed([t for t in tokens if t.type == tokenize.COMMENT]):
+        row, start = token.start
+        _, end = token.end
+        line = lines[row - 1]
+        lines[row - 1] = line[:start] + line[end:]
+    return "".join(lines)
 
 
 def _bound(statement: ast.stmt) -> set[str]:

@@ -23,7 +23,7 @@ from autograder.assets import AssetStore, course_datasets, default_store
 from autograder.bridge import Student
 from autograder.checks import CheckContext, CheckFile, run_checks, unloaded_check_files
 from autograder.course import Assignment, Course
-from autograder.environment import GpuUse, blames_machine, describe_environment, grader_version
+from autograder.environment import GpuUse, MissingData, blames_machine, describe_environment, grader_version
 from autograder.errors import BridgeError, NotANotebookError, UnknownAssignmentError
 from autograder.execution import executed_notebook
 from autograder.intake import Submission, read_submission
@@ -127,8 +127,9 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
         with executed_notebook(submission.notebook, workspace=workspace, config=config) as (record, student):
             checks_started = time.monotonic()
             cells = submission.notebook.cells
-            gpu_use = GpuUse.of([_source(cell) if cell.get("cell_type") == "code" else None for cell in cells])
-            failure = _environment_failure(record, gpu_use)
+            code = [_source(cell) if cell.get("cell_type") == "code" else None for cell in cells]
+            gpu_use, missing_data = GpuUse.of(code), MissingData.of(code, workspace.missing)
+            failure = _environment_failure(record, gpu_use, missing_data)
             context = CheckContext(
                 workdir=workspace.workdir,
                 assets=assets,
@@ -136,6 +137,7 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
                 cell_sources=tuple(_source(cell) for cell in cells),
                 environment_cell=failure.cell if failure else None,
                 gpu_use=gpu_use,
+                missing_data=missing_data,
                 datasets=course_datasets(assignment.public_dir.parent.parent),
             )
             outcomes = run_checks(
@@ -234,12 +236,16 @@ class MachineFault(NamedTuple):
     summary: str
 
 
-def _environment_failure(record: ExecutionRecord, gpu_use: GpuUse) -> MachineFault | None:
+def _environment_failure(record: ExecutionRecord, gpu_use: GpuUse, missing: MissingData) -> MachineFault | None:
     """The first cell that failed for the grading machine's lack (no GPU, and
-    the cell's code uses CUDA), and how."""
+    the cell's code uses CUDA; or course data it lacks, which the cell's code
+    uses), and how."""
     for error in record.cell_errors:
+        how = f"cell {error.cell_index} ({error.exception}: {error.message[:120]})"
         if blames_machine(f"{error.exception}: {error.message}", code_uses_gpu=error.cell_index in gpu_use.cells):
-            return MachineFault(error.cell_index, f"cell {error.cell_index} ({error.exception}: {error.message[:120]})")
+            return MachineFault(error.cell_index, how)
+        if error.kind == "error" and error.cell_index in missing.cells:
+            return MachineFault(error.cell_index, f"{how}; {missing.message}")
     return None
 
 

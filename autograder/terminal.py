@@ -103,15 +103,18 @@ def render_self_check(result: SubmissionResult, console: Console) -> None:
         if not mine:
             continue
         failing = [c for c in mine if c.status != "passed"]
-        mark = _MARKS["failed"] if failing else _MARKS["passed"]
+        machines = failing and all(c.status == "environment" for c in failing)  # not the student's to fix
+        mark = _MARKS["environment"] if machines else _MARKS["failed"] if failing else _MARKS["passed"]
         console.print(Text.assemble(mark, " ", _said(f"{question.question} {question.title}")))
         for check in failing:
             console.print(Text.assemble("    ", ("hint:", "dim"), " ", _said(check.message or "not right yet")))
     _render_execution(result, console)
     public = [c for c in result.checks if c.visibility == "public"]
     passed = sum(c.status == "passed" for c in public)
+    machine = sum(c.status == "environment" for c in public)
+    unchecked = f" ({machine} could not be checked on this machine)" if machine else ""
     console.print(
-        f"[bold]{passed}/{len(public)} public checks pass.[/] "
+        f"[bold]{passed}/{len(public)} public checks pass{unchecked}.[/] "
         "Grading also runs hidden checks on new inputs, so passing here is not a final grade."
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from autograder.course import Course
-from autograder.environment import GpuUse, blames_machine, machine_has_gpu, says_no_gpu
+from autograder.environment import GpuUse, MissingData, blames_machine, machine_has_gpu, says_no_gpu
 from tests.conftest import grade, write_notebook
 
 NO_DRIVER = "RuntimeError: Found no NVIDIA driver on your system."
@@ -102,3 +102,27 @@ def test_a_student_raising_the_no_driver_message_is_not_the_machines_fault(tmp_p
     assert "regrade on a GPU" in by_name["test_uses_cuda"].message
     assert by_name["test_value_of_the_cell_that_raised_it_itself"].status == "failed"
     assert by_name["test_value_of_the_cell_that_used_cuda"].status == "environment", "its cell needed the GPU"
+
+
+KAGGLE = ("/kaggle/input/intel-image-classification", "/kaggle/input/datasets/x/intel", "/kaggle/working")
+
+
+def test_missing_data_is_found_in_code_and_through_names_not_in_comments() -> None:
+    cells = [
+        "import os\n# Kaggle keeps /kaggle/working as output",  # 0: a comment only
+        "ROOT = '/kaggle/input/datasets/x/intel/seg_test'",  # 1: a missing path, deeper
+        "def load():\n    return os.listdir(ROOT)",  # 2: through the variable
+        "pictures = load()",  # 3: through the function
+        None,  # 4: Markdown
+        "other = '/kaggle/inputs-elsewhere'",  # 5: not a prefix of a missing path
+    ]
+    missing = MissingData.of(cells, KAGGLE)
+    assert missing.cells == {1, 2, 3} and {"ROOT", "load", "pictures"} <= missing.names
+    assert missing.named == ("/kaggle/input/datasets/x/intel",), "only what the notebook uses is named"
+    assert missing.message.startswith("/kaggle/input/datasets/x/intel is not on this machine: check it on Kaggle")
+    assert MissingData.of(cells, ()) == MissingData(), "a machine that lacks nothing excuses nothing"
+
+
+def test_a_notebook_naming_only_the_parent_folder_is_told_about_it() -> None:
+    missing = MissingData.of(["print(os.listdir('/kaggle/input'))"], KAGGLE)
+    assert missing.cells == {0} and missing.named == ("/kaggle/input",)

@@ -13,8 +13,16 @@ launch its kernel) from the strongest runner this machine has
 - "user" (plain.py): root without the sandbox (a cgroup-v2-only host,
   Gradescope's runner): a fresh uid with limits, the grader's material
   root-only, else refused;
-- "none" (plain.py): not root (a student self-checking); hidden material
-  beside it is refused unless waived by name.
+- "user-namespace" (user_namespace.py): not root on Linux where user
+  namespaces work (a student self-checking): the kernel, as the user, gets
+  the sandbox's view (/kaggle/input, /assets, no network, a read-only root)
+  through the same entry module, with rlimits but no cgroups; it protects
+  nothing from the user, so hidden material is refused unless waived;
+- "none" (plain.py): not root where no user namespace can be made (macOS,
+  Windows, restricted kernels, AUTOGRADER_NO_USER_NAMESPACE=1); the kernel
+  runs as the user and sees the machine as it is, and the workspace lists the
+  course's paths it lacks (`Workspace.missing`), so that checks needing them
+  are the machine's fault (`environment`), not the student's.
 
 Every runner starts its kernel through the one entry module (entry.py, the
 privilege drop), stops it with the one killer (`kill_everything_of`), and
@@ -32,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from autograder.config import AssignmentConfig
-from autograder.isolation import namespaces, plain
+from autograder.isolation import namespaces, plain, user_namespace
 from autograder.isolation.container import container_workspace, in_container
 from autograder.isolation.namespaces import ASSETS_VIEW, ForkServer, tear_down_live_sandboxes
 from autograder.isolation.processes import kill_everything_of, remove_dead_temp_folders
@@ -74,6 +82,11 @@ def isolation_here() -> Isolation:
     root = sys.platform == "linux" and os.geteuid() == 0
     if root and os.environ.get("AUTOGRADER_NO_SANDBOX") != "1":
         return Isolation("user", "; ".join(missing))
+    if not root and sys.platform == "linux":
+        why_not = user_namespace.why_not_here()
+        if not why_not:
+            return Isolation("user-namespace", "; ".join(missing))
+        missing.append(why_not)
     return Isolation("none", "; ".join(missing))
 
 
@@ -99,12 +112,14 @@ def open_workspace(
         with namespaces.sandboxed(config) as workspace:
             yield workspace
         return
-    exposed = [str(p) for p in hidden_material if isolation.kind == "none" or _reachable_by_others(p)]
+    unguarded = isolation.kind in ("none", "user-namespace")  # the student's code runs as the grader's user
+    exposed = [str(p) for p in hidden_material if unguarded or _reachable_by_others(p)]
     if exposed and not waiver:
         raise IsolationRefusedError(_refusal(isolation, exposed))
     remove_dead_temp_folders()
     noted = f"; waived: {waiver}" if exposed else ""
-    runner = plain.unprivileged if isolation.kind == "user" else plain.unisolated
+    runners = {"user": plain.unprivileged, "user-namespace": user_namespace.viewed}
+    runner = runners.get(isolation.kind, plain.unisolated)
     with runner(config, f"{isolation.kind} ({isolation.reason}{noted})") as workspace:
         yield workspace
 

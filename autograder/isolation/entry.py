@@ -15,6 +15,13 @@ detached: an allow-list, nothing of the host that the list does not name.
 A fresh uid, never a fixed account: process limits count per uid across the
 whole machine, so one submission's fork bomb must not use up another's.
 
+Off root (the "user-namespace" runner, user_namespace.py) the same steps run
+as root of an unprivileged user namespace (`unshare --map-root-user`), which
+may make the view's mounts; the spec then says `same_user`: no cgroups, no
+process limit (it would count the user's own desktop), and in place of the
+uid change a nested user namespace gives the kernel back the user's own ids,
+so that it keeps no capability across its exec.
+
 This file is run as a script (never imported by the grader) and uses only
 the standard library, so nothing from the grader's package loads here.
 Usage: python -I entry.py SPEC_JSON -- KERNEL_ARGV...
@@ -38,6 +45,8 @@ _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_PDEATHSIG = 1
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
+_MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME, _MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
+_ST_RELATIME = 4096  # statvfs's bit for relatime (its other bits are the MS_ values)
 _MNT_DETACH = 2
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -107,7 +116,19 @@ def _bind(source: str, target: str, *, writable: bool = False, devices: bool = F
             os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
     _mount(source, target, None, _MS_BIND | _MS_REC)
     flags = _MS_BIND | _MS_REMOUNT | _MS_NOSUID | (0 if devices else _MS_NODEV) | (0 if writable else _MS_RDONLY)
-    _mount(None, target, None, flags)
+    _mount(None, target, None, flags | _kept_flags(source))
+
+
+def _kept_flags(source: str) -> int:
+    """The restrictions of the mount holding `source`, kept by the remount: in a
+    user namespace the kernel refuses a remount that would drop them."""
+    found = os.statvfs(source).f_flag
+    flags = found & (_MS_NOSUID | _MS_NODEV | _MS_NOEXEC | _MS_NOATIME | _MS_NODIRATIME)
+    if found & _ST_RELATIME:
+        flags |= _MS_RELATIME
+    elif not found & _MS_NOATIME:
+        flags |= _MS_STRICTATIME
+    return flags
 
 
 def _build_root(view: dict[str, Any]) -> None:
@@ -233,19 +254,21 @@ def _refuse_calls(library: ctypes.CDLL) -> None:
         library.seccomp_release(context)
 
 
-def enter(spec: dict[str, Any], connection_file: str) -> None:
+def enter(spec: dict[str, Any], connection_file: str | None) -> None:
     """Everything but starting the kernel: this process ends as the submission's
     user, in its working folder, with its limits, inside the view the spec
     lists where it lists one (then it must be PID 1 of a fresh PID namespace,
     whose /proc it shows)."""
-    uid, gid = spec["uid"], spec["uid"]
+    uid, gid = spec["uid"], spec.get("gid", spec["uid"])
+    same_user = bool(spec.get("same_user"))  # root of an unprivileged user namespace, becoming its user again
     calls_filter = _filter_library()
 
     for procs in spec.get("cgroups", []):  # every process the kernel starts stays in these groups
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
 
-    os.chown(connection_file, uid, gid)
+    if connection_file is not None and not same_user:  # the user's own file already where it stays that user
+        os.chown(connection_file, uid, gid)
     with open("/proc/self/oom_score_adj", "w") as handle:  # the kernel dies first, never the grader
         handle.write("1000")
 
@@ -260,14 +283,20 @@ def enter(spec: dict[str, Any], connection_file: str) -> None:
         resource.RLIMIT_FSIZE: (spec["file_bytes"], spec["file_bytes"]),
         resource.RLIMIT_NOFILE: (1024, 1024),
         resource.RLIMIT_CORE: (0, 0),
-        resource.RLIMIT_NPROC: (spec["processes"], spec["processes"]),
     }
-    for kind, value in limits.items():
-        resource.setrlimit(kind, value)
+    if "processes" in spec:
+        limits[resource.RLIMIT_NPROC] = (spec["processes"], spec["processes"])
+    for kind, (soft, hard) in limits.items():
+        _, current = resource.getrlimit(kind)
+        hard = hard if current == resource.RLIM_INFINITY else min(hard, current)  # only ever lowered
+        resource.setrlimit(kind, (min(soft, hard), hard))
 
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    if same_user:
+        _become_own_user(uid, gid)
+    else:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
     if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
     # The uid change cleared the parent-death signal (`unshare --kill-child`,
@@ -280,10 +309,21 @@ def enter(spec: dict[str, Any], connection_file: str) -> None:
     os.chdir(spec["workdir"])
 
 
+def _become_own_user(uid: int, gid: int) -> None:
+    """From root of an unprivileged user namespace back to the user's own ids,
+    in a nested user namespace where no id is 0: its capabilities end at the
+    exec, and the view's mounts belong to the namespace above, out of its reach."""
+    if _LIBC.unshare(_CLONE_NEWUSER) != 0:
+        raise OSError(ctypes.get_errno(), "cannot make the kernel's own user namespace")
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} 0 1"), ("gid_map", f"{gid} 0 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     kernel = sys.argv[sys.argv.index("--") + 1 :]
-    enter(spec, kernel[kernel.index("-f") + 1])
+    enter(spec, kernel[kernel.index("-f") + 1] if "-f" in kernel else None)
     os.execve(kernel[0], kernel, spec["env"])
 
 

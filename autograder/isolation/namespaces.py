@@ -64,7 +64,8 @@ _ETC_FROM_HOST = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "
 _DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 _GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps")
 ASSETS_VIEW = Path("/assets")  # where the public assets appear to a sandboxed kernel, whatever their host path
-_NAMESPACES = ("unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
+# fresh namespaces for the kernel, PID 1 of its own (the user-namespace runner adds --user)
+UNSHARE = ("unshare", "--mount", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
 _LIVE: dict[int, Callable[[], None]] = {}  # uid -> the tear-down of a sandbox open in this process
 
 
@@ -120,7 +121,7 @@ def sandboxed(config: AssignmentConfig) -> Iterator[Workspace]:
             os.chown(folder, uid, uid)
         _make_cgroups(cgroups, config)
         env = kernel_env(workdir, runtime, tmp=Path("/tmp"), assets=ASSETS_VIEW)
-        view = kernel_view(uid=uid, workdir=workdir, runtime=runtime, root=root, kaggle=_kaggle_links(config, workdir))
+        view = kernel_view(uid=uid, workdir=workdir, runtime=runtime, root=root, kaggle=kaggle_links(config, workdir))
         spec = {
             **privilege_drop(config, uid=uid, workdir=workdir, env=env),
             "cgroups": [str(c / "cgroup.procs") for c in cgroups],
@@ -133,7 +134,7 @@ def sandboxed(config: AssignmentConfig) -> Iterator[Workspace]:
             launcher = (sys.executable, "-I", "-S", str(_FORKSERVER), "launch", str(server.socket), json.dumps(spec))
             argv = (*launcher, "--", sys.executable, *KERNEL)
         else:
-            argv = (*_NAMESPACES, *entry_argv(spec))
+            argv = (*UNSHARE, *entry_argv(spec))
         description = f"uid {uid}, {config.memory_mb} MiB, {config.processes} processes, no network"
         launch = KernelLaunch(argv, {}, sandbox=description)
         yield Workspace(workdir, runtime, launch, assets=ASSETS_VIEW, isolation="namespaces")
@@ -326,7 +327,7 @@ def _tail(stream: IO[bytes] | None) -> str:
     return "(no output)"
 
 
-def _kaggle_links(config: AssignmentConfig, workdir: Path) -> dict[str, str]:
+def kaggle_links(config: AssignmentConfig, workdir: Path) -> dict[str, str]:
     """/kaggle/... path (relative) -> what it shows: the Kaggle dataset paths a
     notebook uses resolve to the public assets at /assets, /kaggle/working to its folder."""
     if not config.kaggle_inputs:

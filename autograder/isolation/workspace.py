@@ -41,13 +41,14 @@ class Workspace:
     launch: KernelLaunch
     assets: Path | None = None  # the public assets as the kernel sees them; None: at their host path
     isolation: str = ""  # which runner, and why nothing stronger: recorded in the result
+    missing: tuple[str, ...] = ()  # paths grading shows the kernel that it cannot see here (/kaggle/input/...)
 
 
 @dataclass(frozen=True)
 class Isolation:
     """Which runner this machine gives a kernel, and why nothing stronger."""
 
-    kind: str  # "namespaces" (the full sandbox), "container", "user" (a fresh uid only), "none"
+    kind: str  # "namespaces" (the full sandbox), "container", "user" (a fresh uid only), "user-namespace", "none"
     reason: str = ""  # why not the full sandbox, in the machine's own terms
 
 
@@ -75,9 +76,9 @@ def privilege_drop(config: AssignmentConfig, *, uid: int, workdir: Path, env: di
     }
 
 
-def entry_argv(spec: dict[str, Any]) -> tuple[str, ...]:
-    """The kernel's command through `entry.py`, which drops to the spec's user first."""
-    return (sys.executable, "-I", str(ENTRY), json.dumps(spec), "--", sys.executable, *KERNEL)
+def entry_argv(spec: dict[str, Any], program: tuple[str, ...] = (sys.executable, *KERNEL)) -> tuple[str, ...]:
+    """The kernel's command (or another `program`'s) through `entry.py`, which drops to the spec's user first."""
+    return (sys.executable, "-I", str(ENTRY), json.dumps(spec), "--", *program)
 
 
 def usable_cores() -> int:
