@@ -232,9 +232,18 @@ def _load_registry(registry: str, _stamp: int) -> tuple[tuple[str, Dataset], ...
             raise AssetError(f"{path}: asset `{name}` names no `module`")
         module = _load_module(course / "assignments" / entry["module"], f"{name} public")
         hidden_file = course / "solutions" / entry["hidden"] if "hidden" in entry else None
-        hidden = _load_module(hidden_file, f"{name} hidden") if hidden_file and hidden_file.is_file() else None
+        hidden = _load_module(hidden_file, f"{name} hidden") if hidden_file and _within_reach(hidden_file) else None
         loaded.append((name, Dataset(name, module, hidden, holds_out="hidden" in entry)))
     return tuple(loaded)
+
+
+def _within_reach(path: Path) -> bool:
+    """A file that is there and this user may read: the solutions are root's
+    alone on a grading machine, and a user checking public checks has none."""
+    try:
+        return path.is_file() and os.access(path, os.R_OK)
+    except PermissionError:
+        return False
 
 
 def _load_module(path: Path, role: str) -> ModuleType:

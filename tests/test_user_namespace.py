@@ -321,9 +321,13 @@ def test_a_real_submission_checked_off_root_finds_the_kaggle_paths(
     data_cells = _data_cells(real_submissions)
     assert data_cells, "the notebook reads /kaggle/input"
     assert not [e for e in result.execution.cell_errors if e.cell_index in data_cells], result.execution.cell_errors
-    figure = [c for c in result.checks if FIGURE in c.message]
-    assert not figure, figure
-    assert all(c.status == "passed" for c in result.checks), [(c.name, c.status, c.message) for c in result.checks]
+    assert not [c for c in result.checks if "not written" in c.message], "the figure was made in the view"
+    # amunzh's Inference Q4 figure draws another picture's top 3 (tests/data/real_submissions_review.toml):
+    # it fails on what it shows, and every other public check passes
+    (figure,) = [c for c in result.checks if c.question == "i4"]
+    assert figure.status == "failed" and "3 bars" in figure.message, figure
+    others = [(c.name, c.status, c.message) for c in result.checks if c.question != "i4"]
+    assert all(status == "passed" for _, status, _ in others), others
 
 
 @pytest.mark.slow
