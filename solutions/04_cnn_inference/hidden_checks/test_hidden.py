@@ -22,6 +22,9 @@ pretrained weights (`autograder.reference`), on the CPU:
   resizing after ToImage) is within 0.006 of one of them; the two pipelines
   differ from each other by 0.65 (crop against squash); mean and std 0.5
   differ by 0.88 or more, no normalisation by 1.8.
+* The top-5 figure: the bars beside the picture are the reference's top 5 for
+  the data-set file the picture was drawn from, within PROBABILITY_TOLERANCE
+  (`autograder.reference.chart_is_top_k_of_picture`).
 """
 
 import functools

@@ -21,6 +21,11 @@ Tolerances:
 * CLEAR_MARGIN (0.05): the pictures used for the top-1 check are those whose
   reference top-1 beats its runner-up by at least this much under both
   accepted preprocessing pipelines, so rounding cannot reorder them.
+* Inference Q4's figure: the picture drawn is matched to a file the notebook
+  opened by `autograder.reference.pictures_matching` (its thresholds are
+  documented there), and each of the 5 bars must be within
+  PROBABILITY_TOLERANCE of the reference's probability for that file, under
+  either pipeline, read as a fraction or (any bar above 1.5) a percentage.
 """
 
 import functools
