@@ -189,6 +189,14 @@ def test_a_record_counts_only_while_its_file_holds_what_was_saved(hand_built: tu
         {"installed": True, "records": [{"file": None, "axes": [{"images": [{"pixels": np.zeros((999, 2, 3))}]}]}]},
         {"installed": True, "records": [{"file": None, "axes": [{"bars": [{"length": "1", "position": 0}]}]}]},
         {"installed": True, "opened": ["/etc/shadow", "/assets/../etc/x"], "records": [{"opened": 2, "axes": []}]},
+        # names no file can have: a NUL byte, a lone surrogate (the wire carries both)
+        {"installed": True, "records": [{"file": "a\x00.png", "sha256": "0" * 64, "axes": []}]},
+        {"installed": True, "records": [{"file": "\ud800/x.png", "sha256": "0" * 64, "axes": []}]},
+        # an integer too large for a float, where a number is expected
+        {
+            "installed": True,
+            "records": [{"size": [10**400, 1], "axes": [{"bars": [{"length": 10**400, "position": 0}]}]}],
+        },
     ],
 )
 def test_forged_snapshots_become_nothing_rather_than_errors(forged: object, tmp_path: Path) -> None:
