@@ -291,9 +291,15 @@ def _record(figure: Any, filename: Any, options: dict[str, Any]) -> dict[str, An
 
 def _saved_file(filename: Any, options: dict[str, Any]) -> tuple[str | None, str | None]:
     """The file written, relative to the notebook's first working folder where it
-    lies below it, and the SHA-256 of its bytes; (None, None) for a print to memory."""
+    lies below it, and the SHA-256 of its bytes; (None, None) for a print to memory.
+    A file object the notebook opened by name (`with open(...) as f: fig.savefig(f)`)
+    is that file, its buffer flushed first so the bytes hashed are those written."""
     if not isinstance(filename, (str, os.PathLike)):
-        return None, None
+        name = getattr(filename, "name", None)
+        if not isinstance(name, str) or getattr(filename, "closed", True):  # BytesIO, a descriptor, a pipe
+            return None, None
+        filename.flush()
+        filename = name
     name = os.fspath(filename)
     candidates = [name]
     if not os.path.splitext(name)[1]:  # savefig("x") writes x.png

@@ -73,6 +73,11 @@ points.plot([0, 1], [0, 1], color="red", label="diagonal")
 points.text(0.5, 0.5, "note"); points.legend()
 fig.savefig("outputs/mixed.png")
 
+# 3b: saved through a file object the notebook opened (`with open(...) as f: fig.savefig(f)`)
+fig, ax = plt.subplots(); ax.bar(["u", "v"], [2, 1])
+with open("outputs/handle.png", "wb") as handle:
+    fig.savefig(handle, format="png")
+
 import io
 # 4: more figures than are kept (the saved ones stay)
 for index in range(LIMIT + 5):
@@ -149,6 +154,13 @@ def test_box_plots_scatters_lines_and_text(hand_built: tuple[Figures, Path]) -> 
     assert "note" in points.texts and points.legend == ("pts", "diagonal") and "note" in points.words
 
 
+def test_a_figure_saved_through_a_file_object_is_recorded(hand_built: tuple[Figures, Path]) -> None:
+    """An honest way to save: without a record its check would say it was not drawn with matplotlib."""
+    figures, _ = hand_built
+    (axes,) = saved(figures, "outputs/handle.png").axes
+    assert [(b.label, b.length) for b in axes.bars] == [("u", 2.0), ("v", 1.0)]
+
+
 def test_pictures_are_bounded_and_shown_as_drawn(hand_built: tuple[Figures, Path]) -> None:
     figures, _ = hand_built
     shown = [r for r in figures.records if r.file is None and r.grid == (2, 2)]
@@ -163,7 +175,8 @@ def test_pictures_are_bounded_and_shown_as_drawn(hand_built: tuple[Figures, Path
 def test_the_number_of_records_is_bounded_saved_files_kept_first(hand_built: tuple[Figures, Path]) -> None:
     figures, _ = hand_built
     assert len(figures.records) == LIMITS["figures"]
-    assert {r.file for r in figures.records} >= {"outputs/bars.png", "outputs/inverted.png", "outputs/mixed.png"}
+    saved_files = {"outputs/bars.png", "outputs/inverted.png", "outputs/mixed.png", "outputs/handle.png"}
+    assert {r.file for r in figures.records} >= saved_files
     assert figures.installed and figures.drawn
 
 
