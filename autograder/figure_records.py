@@ -32,6 +32,7 @@ import hashlib
 import importlib.abc
 import os
 import sys
+import weakref
 from typing import Any
 
 LIMITS = {
@@ -47,7 +48,15 @@ LIMITS = {
     "hash_bytes": 64 << 20,  # a saved file larger than this is recorded without a hash
 }
 
-_state: dict[str, Any] = {"records": [], "opened": [], "seen": set(), "sequence": 0, "cwd": "", "drawn": False}
+_state: dict[str, Any] = {
+    "records": [],
+    "opened": [],
+    "seen": set(),
+    "sequence": 0,
+    "cwd": "",
+    "drawn": False,
+    "shown": weakref.WeakSet(),  # figures recorded at a `plt.show()` (kept alive by pyplot, not by this)
+}
 
 
 def install() -> None:
@@ -175,7 +184,13 @@ def _patch_pil(module: Any) -> None:
 def _patch_pyplot(module: Any) -> None:
     """`plt.show()` where nothing displays (the grader's Agg backend): recorded as
     the inline backend would have printed it. The inline backend's own display
-    prints through the canvas, recorded there."""
+    prints through the canvas, recorded there.
+
+    The inline backend shows each open figure and closes it; Agg closes nothing,
+    so a notebook showing one figure per loop turn keeps them all open. Each is
+    drawn and recorded at the first `show()` that finds it, and again only once
+    it changed (matplotlib marks it stale): redrawing every open figure at every
+    call made such a loop quadratic, and recorded the oldest over the newest."""
 
     def wrapper(original: Any) -> Any:
         def show(*args: Any, **kwargs: Any) -> Any:
@@ -183,11 +198,16 @@ def _patch_pyplot(module: Any) -> None:
                 if "inline" not in str(module.get_backend()).lower():
                     from matplotlib._pylab_helpers import Gcf
 
-                    for manager in Gcf.get_all_fig_managers()[: LIMITS["figures"]]:
-                        figure = manager.canvas.figure
-                        figure.draw_without_rendering()
-                        _state["drawn"] = True
-                        _keep(_record(figure, None, {}))
+                    shown = _state["shown"]
+                    figures = [manager.canvas.figure for manager in Gcf.get_all_fig_managers()]
+                    fresh = [f for f in figures if f not in shown or f.stale]
+                    for figure in fresh[-LIMITS["figures"] :]:  # the most recently active last
+                        with contextlib.suppress(Exception):  # one that cannot be drawn stops no other
+                            figure.draw_without_rendering()
+                            _state["drawn"] = True
+                            _keep(_record(figure, None, {}))
+                            figure.stale = False  # drawn just now: the record's own reads (positions, ticks) mark it
+                            shown.add(figure)
             return original(*args, **kwargs)
 
         return show
@@ -204,6 +224,8 @@ _PATCHES = {
 
 
 def _note_opened(fp: Any) -> None:
+    if len(_state["opened"]) >= LIMITS["opened"]:  # a data loader opens thousands: no path to resolve for them
+        return
     name = fp if isinstance(fp, (str, os.PathLike)) else getattr(fp, "name", None)
     if not isinstance(name, (str, os.PathLike)):
         return
@@ -269,9 +291,15 @@ def _record(figure: Any, filename: Any, options: dict[str, Any]) -> dict[str, An
 
 def _saved_file(filename: Any, options: dict[str, Any]) -> tuple[str | None, str | None]:
     """The file written, relative to the notebook's first working folder where it
-    lies below it, and the SHA-256 of its bytes; (None, None) for a print to memory."""
+    lies below it, and the SHA-256 of its bytes; (None, None) for a print to memory.
+    A file object the notebook opened by name (`with open(...) as f: fig.savefig(f)`)
+    is that file, its buffer flushed first so the bytes hashed are those written."""
     if not isinstance(filename, (str, os.PathLike)):
-        return None, None
+        name = getattr(filename, "name", None)
+        if not isinstance(name, str) or getattr(filename, "closed", True):  # BytesIO, a descriptor, a pipe
+            return None, None
+        filename.flush()
+        filename = name
     name = os.fspath(filename)
     candidates = [name]
     if not os.path.splitext(name)[1]:  # savefig("x") writes x.png

@@ -329,7 +329,10 @@ def _int(value: Any, default: int) -> int:
 
 def _float(value: Any) -> float | None:
     if type(value) in (int, float) or isinstance(value, np.floating):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of 400 digits: JSON carries it, a float cannot
+            return None
         return number if math.isfinite(number) else None
     return None
 

@@ -24,6 +24,14 @@ from autograder.staging import LINK, read_inside, read_regular
 
 MAX_FIGURE_BYTES = 20 * 1024 * 1024
 MAX_FIGURE_PIXELS = 40_000_000
+# What a figure is decoded as: matplotlib's raster formats but TIFF (whose codecs
+# include a JPEG per tile) and the usual photo ones. Every other decoder Pillow
+# has is attack surface no figure needs (EPS would run Ghostscript on the file).
+FIGURE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# libjpeg walks every block of the picture once per scan and accepts any number
+# of scans: a 20 MiB figure of one repeated 59-byte scan decodes for hours. A
+# progressive JPEG of its own has about ten.
+MAX_JPEG_SCANS = 100
 # Which file a drawn picture shows: grayscale at MATCH_SIDE x MATCH_SIDE,
 # mean-centred, compared by correlation. A picture drawn from its file scores
 # at least 0.979 on the stand-ins (whole, resized to 224 x 224, or as the
@@ -125,7 +133,9 @@ def read_figure(workdir: Path, relative: str) -> Figure:
     """Open a file the notebook wrote, inside `workdir`, under staging's rule:
     no symbolic link followed (student code could point one at the grader's
     files), no FIFO or device waited on (it is `fstat`ed before it is read),
-    at most the size limit read; and a limit on the decoded image."""
+    at most the size limit read; and decoded only as `_decoded` allows (a few
+    formats, a bound on pixels and on a JPEG's scans): it is decoded here, in the
+    grader's process, where no time limit stops a decoder."""
     from PIL import Image
 
     parts = Path(relative).parts
@@ -139,15 +149,37 @@ def read_figure(workdir: Path, relative: str) -> Figure:
             raise FigureProblem(relative, f"`{relative}` was not written by the notebook{said}") from None
         raise FigureProblem(relative, f"`{relative}` is {error.reason}") from None
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_FIGURE_PIXELS:
-                raise FigureProblem(relative, f"`{relative}` is too many pixels ({image.width}x{image.height})")
-            image.load()
-            return Figure(relative, image.width, image.height, image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise FigureProblem(
-            relative, f"`{relative}` is not an image that can be read ({type(error).__name__})"
-        ) from error
+        image = _decoded(data)
+    except _TooLarge as error:
+        raise FigureProblem(relative, f"`{relative}` is {error}") from None
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError) as error:
+        said = str(error) if isinstance(error, _Refused) else type(error).__name__
+        raise FigureProblem(relative, f"`{relative}` is not an image that can be read ({said})") from error
+    return Figure(relative, image.width, image.height, image)
+
+
+class _Refused(ValueError):
+    """An image file refused before it is decoded, with the grader's words why."""
+
+
+class _TooLarge(_Refused):
+    pass
+
+
+def _decoded(data: bytes) -> Any:
+    """The picture in a file's bytes as RGB, decoded only where nothing about it
+    could cost the grader more than the pixels themselves: one of FIGURE_FORMATS,
+    at most MAX_FIGURE_PIXELS, a JPEG of at most MAX_JPEG_SCANS scans (in a JPEG
+    an FF DA pair is only ever a scan's start: its coded data stuffs every FF)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data), formats=FIGURE_FORMATS) as image:
+        if image.width * image.height > MAX_FIGURE_PIXELS:
+            raise _TooLarge(f"too many pixels ({image.width}x{image.height})")
+        if image.format in ("JPEG", "MPO") and data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+            raise _Refused(f"a JPEG of more than {MAX_JPEG_SCANS} scans")
+        image.load()
+        return image.convert("RGB")
 
 
 def figure_has_content(figure: Figure) -> bool:
@@ -203,12 +235,8 @@ def open_picture(path: Path) -> Any:
     from PIL import Image
 
     try:
-        data = read_regular(path, limit=MAX_FIGURE_BYTES)
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_FIGURE_PIXELS:
-                return None
-            return image.convert("RGB")
-    except (NotANotebookError, OSError, ValueError, Image.DecompressionBombError):
+        return _decoded(read_regular(path, limit=MAX_FIGURE_BYTES))
+    except (NotANotebookError, OSError, ValueError, EOFError, Image.DecompressionBombError):
         return None
 
 

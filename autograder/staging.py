@@ -87,6 +87,8 @@ def read_inside(root: Path, relative: str, *, limit: int) -> bytes:
     parts = PurePosixPath(relative).parts
     if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
         raise NotANotebookError(relative, "not a path inside the folder")
+    if not _nameable(relative):  # a name the student's code sent (a figure record's): never a crash here
+        raise NotANotebookError(relative, "not a name a file can have")
     folder = os.open(root, _FOLDER_FLAGS & ~os.O_NOFOLLOW)  # the root is the grader's own
     try:
         for part in parts[:-1]:
@@ -96,6 +98,15 @@ def read_inside(root: Path, relative: str, *, limit: int) -> bytes:
         return _read(parts[-1], dir_fd=folder, limit=limit, shown=relative)[0]
     finally:
         os.close(folder)
+
+
+def _nameable(path: str) -> bool:
+    """Whether a file could have this name: no NUL byte, nothing the file system's
+    encoding cannot write (a lone surrogate). `os` raises ValueError for either."""
+    try:
+        return b"\0" not in os.fsencode(path)
+    except UnicodeError:
+        return False
 
 
 def stage(source: Path, *, into: Path) -> Staged:

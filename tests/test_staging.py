@@ -197,6 +197,51 @@ def test_read_figure_does_not_wait_on_a_fifo(tmp_path: Path) -> None:
         read_inside(tmp_path, "linked/real.png", limit=100)
 
 
+def jpeg_of_endless_scans(side: int, scans: int) -> bytes:
+    """A valid progressive JPEG whose last scan is repeated `scans` times: libjpeg
+    accepts each (a warning, not an error) and walks every block in each, so
+    decoding costs side^2 x scans (19 ms a scan at 6000 x 6000, 59 bytes each:
+    hours of the grader's CPU in a 20 MiB figure)."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (side, side), 128).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    position, last_scan = 2, b""
+    while data[position + 1] != 0xD9:  # segments up to the end of the image
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        end = position + 2 + length
+        if data[position + 1] == 0xDA:  # a scan: its entropy-coded data runs to the next real marker
+            while not (data[end] == 0xFF and data[end + 1] not in (0x00, *range(0xD0, 0xD8))):
+                end += 1
+            last_scan = data[position:end]
+        position = end
+    return data[:position] + last_scan * scans + data[position:]
+
+
+def test_read_figure_refuses_a_jpeg_of_endless_scans_and_formats_no_figure_is_saved_in(tmp_path: Path) -> None:
+    """A figure is the student's file, decoded in the grader's process with no time
+    limit: a scan bomb (valid, small, and slow to decode) is refused before it is
+    decoded, as is any format beyond the few a figure is written in."""
+    from PIL import Image
+
+    (tmp_path / "outputs").mkdir()
+    bomb = tmp_path / "outputs" / "figure.png"
+    bomb.write_bytes(jpeg_of_endless_scans(6000, 500))  # about 10 s of decoding where it is not refused
+    with pytest.raises(AssertionError, match="not an image that can be read"):
+        within(5, lambda: reference.read_figure(tmp_path, "outputs/figure.png"))
+    assert within(5, lambda: reference.open_picture(bomb)) is None
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "outputs" / "figure.tif", "TIFF")
+    with pytest.raises(AssertionError, match="not an image that can be read"):
+        reference.read_figure(tmp_path, "outputs/figure.tif")
+    honest = Image.new("L", (300, 200), 90)
+    honest.save(tmp_path / "outputs" / "honest.jpg", "JPEG", progressive=True)
+    assert reference.read_figure(tmp_path, "outputs/honest.jpg").width == 300, "a progressive JPEG of its own is read"
+
+
 def test_a_path_handed_in_that_is_a_link_is_refused(tmp_path: Path) -> None:
     (tmp_path / "mine.ipynb").symlink_to(SOLUTION)
     entries = collect([tmp_path / "mine.ipynb"], unpack_to=tmp_path / "inputs")

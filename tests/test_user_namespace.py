@@ -203,6 +203,22 @@ for name, path in (("root", "/written-by-the-notebook"), ("host_folder", HOST_FO
         seen[name] = "written"
     except OSError as error:
         seen[name] = errno.errorcode.get(error.errno, str(error))
+# what the kernel could do to the view itself: it holds no capability, so no mount, remount or namespace
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def refused(code):
+    return "done" if code == 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+seen["remount_root"] = refused(libc.mount(None, b"/", None, 32 | 4096, None))  # MS_REMOUNT | MS_BIND, writable
+seen["mount_tmpfs"] = refused(libc.mount(b"tmpfs", b"/usr", b"tmpfs", 0, None))
+seen["own_user_namespace"] = refused(libc.unshare(0x10000000))
+seen["capabilities"] = sorted({l.split()[1] for l in open("/proc/self/status") if l.startswith(("CapPrm", "CapEff"))})
+seen["processes"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+runtime = os.path.dirname(os.environ["IPYTHONDIR"])
+seen["writable"] = sorted(
+    point for point, options in ((l.split()[4], l.split()[5].split(",")) for l in open("/proc/self/mountinfo"))
+    if "rw" in options and point not in (os.getcwd(), runtime, "/tmp", "/var/tmp", "/run/lock", "/dev/shm", "/proc")
+    and not point.startswith("/dev/") and point != "/dev"
+)
 seen = json.dumps(seen)
 """
 
@@ -270,6 +286,10 @@ def test_the_kernel_sees_both_kaggle_layouts_no_network_and_a_read_only_root(
     assert seen["network"] != "connected" and not accepted, seen
     assert seen["root"] == "EROFS", seen
     assert seen["host_folder"] == "ENOENT" and not (host_folder / "written").exists(), seen
+    assert (seen["remount_root"], seen["mount_tmpfs"], seen["own_user_namespace"]) == ("EPERM",) * 3, seen
+    assert seen["capabilities"] == ["0000000000000000"], "no capability survives the kernel's exec"
+    assert seen["processes"][0] == 1, "PID 1 of its own PID namespace: no process of the host is seen"
+    assert seen["writable"] == [], "the system, the environment, the assets and / are read-only mounts"
 
 
 # The real submission: one student's warmup_04, checked as that student would
