@@ -260,17 +260,24 @@ def _signature(image: Any) -> Any:
     return values / (np.linalg.norm(values) or 1.0)
 
 
-def picture_beside_chart(record: FigureRecord, relative: str) -> tuple[AxesRecord, AxesRecord]:
-    """The axes showing a picture and the bar chart beside it, in one row (a
-    1x2 figure, whatever grid made it); a `FigureProblem` if the figure is not that."""
+def picture_and_chart(record: FigureRecord, relative: str) -> tuple[AxesRecord, AxesRecord]:
+    """The first axes showing a picture and the first bar chart, wherever they
+    sit; a `FigureProblem` if the figure lacks either."""
     shown = [axes for axes in record.axes if axes.images]
     charts = [axes for axes in record.axes if axes.bars]
     if not shown or not charts:
         raise FigureProblem(relative, f"`{relative}` should show the picture beside a bar chart of its predictions")
-    (x0, y0, _, h0), (x1, y1, _, h1) = shown[0].bounds, charts[0].bounds
+    return shown[0], charts[0]
+
+
+def picture_beside_chart(record: FigureRecord, relative: str) -> tuple[AxesRecord, AxesRecord]:
+    """`picture_and_chart`, in one row (a 1x2 figure, whatever grid made it);
+    a `FigureProblem` if the figure is not that."""
+    shown, chart = picture_and_chart(record, relative)
+    (x0, y0, _, h0), (x1, y1, _, h1) = shown.bounds, chart.bounds
     if not (y0 < y1 + h1 and y1 < y0 + h0 and x0 != x1):
         raise FigureProblem(relative, f"`{relative}`: the picture and the bar chart should sit side by side (1x2)")
-    return shown[0], charts[0]
+    return shown, chart
 
 
 def bars_show_top_k(bars: Sequence[Bar], probabilities: Any, labels: Sequence[str], *, tolerance: float) -> bool:
@@ -298,7 +305,7 @@ def chart_is_top_k_of_picture(
     notebook opened before drawing (`pictures_matching`), and the bars beside
     it are the trusted `model`'s top k for that file under one of `pipelines`
     (`bars_show_top_k`). The message never names a class or a probability."""
-    shown, chart = picture_beside_chart(record, relative)
+    shown, chart = picture_and_chart(record, relative)  # where they sit is the public check's to judge
     sources = pictures_matching(shown.images[0], record.opened, within=assets.public)
     if not sources:
         raise FigureProblem(relative, f"the picture in `{relative}` is none of the data set's pictures opened before")

@@ -44,7 +44,7 @@ from autograder.reference import (
     chart_is_top_k_of_picture,
     figure_record,
     load_model,
-    picture_beside_chart,
+    picture_and_chart,
     preprocessing,
 )
 
@@ -513,7 +513,7 @@ def test_load_sample_image_for_every_scene(student, data):
 @points(1)
 def test_figure_bars_are_the_top5_of_the_picture_shown(student, workdir, assets):
     record = figure_record(student, workdir, FIGURE)
-    _, chart = picture_beside_chart(record, FIGURE)
+    _, chart = picture_and_chart(record, FIGURE)
     assert len(chart.bars) == 5, f"the bar chart shows {count_for_hidden(len(chart.bars))} bars, not the top 5"
     chart_is_top_k_of_picture(
         record, FIGURE, assets=assets, model=MODEL, pipelines=_pipelines(), tolerance=PROBABILITY_TOLERANCE
