@@ -1,5 +1,6 @@
 """Hidden checks for project_04: the models and their outputs, against the
-grader's own runs of the same pretrained networks.
+grader's own runs of the same pretrained networks (the figures are judged in
+test_figures.py).
 
 Nothing the notebook reports about itself is believed. The grader fetches the
 student's own 60 scenes from `image_set` (as pixels, in the notebook's order,
@@ -283,7 +284,7 @@ def test_resnet_in_eval_mode(student):
 
 
 @question("task2")
-@points(3)
+@points(2)
 def test_run_inference_on_unseen_scenes(student, assets, data, fresh_seed):
     intel = data["intel-image-classification"]  # registered in assignments/assets.toml
     scenes = intel.hidden_module.held_out(intel.hidden, tuple(intel.module.SCENES), HELD_OUT_PER_CLASS, seed=fresh_seed)
@@ -364,7 +365,7 @@ def lesson_preprocessing():
 
 
 @question("task5")
-@points(2)
+@points(1)
 def test_feature_matrix_matches_resnet18_features(student, assets, per_run):
     matrix = student.fetch("feature_matrix")
     assert hasattr(matrix, "shape") and len(matrix.shape) == 2, "`feature_matrix` should be a 2-D array or tensor"
