@@ -338,3 +338,20 @@ def _file_probabilities(assets: AssetStore, set_id: str, model: str, path: str, 
 
 
 _PROBABILITIES: dict[tuple[Any, ...], Any] = {}  # per picture file, model and pipelines: a batch shares its pictures
+
+
+def as_number(value: Any) -> float | None:
+    """A fetched value as a Python float, for a plain, NumPy or one-element
+    tensor number (never a bool); None otherwise."""
+    import torch
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value)
+    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1:
+        item = value.item()
+        return float(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else None
+    return None

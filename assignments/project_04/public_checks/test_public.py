@@ -10,10 +10,9 @@ import itertools
 import math
 
 import pytest
-import torch
 
 from autograder.bridge import ModuleSnapshot, Opaque
-from autograder.reference import figure_has_content, read_figure
+from autograder.reference import as_number, figure_has_content, read_figure
 
 question, points = pytest.mark.question, pytest.mark.points
 
@@ -37,20 +36,6 @@ def kind_of(value):
     if isinstance(value, (Opaque, ModuleSnapshot)):
         return value.type.rsplit(".", 1)[-1]
     return type(value).__name__
-
-
-def as_number(value):
-    """A Python float for a plain, NumPy or one-element tensor number; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value)
-    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1:
-        item = value.item()
-        return float(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else None
-    return None
 
 
 def assert_results_layout(results, name):

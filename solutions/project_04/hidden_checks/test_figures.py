@@ -37,7 +37,7 @@ import pytest
 import torch
 
 from autograder.figures import Picture
-from autograder.reference import figure_record, pictures_matching
+from autograder.reference import as_number, figure_record, pictures_matching
 
 question, points = pytest.mark.question, pytest.mark.points
 
@@ -72,20 +72,6 @@ result = [_picture(_item) for _item in image_set] if isinstance(image_set, (list
 def per_run(request):
     """Values shared by the figure checks of one grading run (one notebook)."""
     return request.config.stash.setdefault(_PER_RUN, {})
-
-
-def as_number(value):
-    """A Python float for a plain, NumPy or one-element tensor number; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value)
-    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1:
-        item = value.item()
-        return float(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else None
-    return None
 
 
 def image_set(student, per_run):

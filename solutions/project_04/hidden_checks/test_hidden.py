@@ -36,7 +36,7 @@ import torch
 
 from autograder.bridge import ModuleSnapshot, Opaque
 from autograder.errors import count_for_hidden, shape_for_hidden
-from autograder.reference import categories, load_model, preprocessing
+from autograder.reference import as_number, categories, load_model, preprocessing
 
 question, points = pytest.mark.question, pytest.mark.points
 
@@ -94,20 +94,6 @@ def kind_of(value):
     if isinstance(value, Opaque):
         return "an object"
     return type(value).__name__
-
-
-def as_number(value):
-    """A Python float for a plain, NumPy or one-element tensor number; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value)
-    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1:
-        item = value.item()
-        return float(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else None
-    return None
 
 
 # --- the student's images and the reference models' view of them ---
