@@ -1,9 +1,10 @@
 """The bridge: how trusted checks see the student's live kernel, as data only.
 
-Checks receive a `Student` (the `student` fixture). Every request sends the
-source of `autograder.wire` into the kernel together with the request; the
-reply is a JSON text published as display data, decoded here without running
-anything the student made. Each call has a timeout and a size bound, and a
+Checks receive a `Student` (the `student` fixture; its API and the decoding of
+replies are `student_api.StudentAPI`'s). Every request sends the source of
+`autograder.wire` into the kernel together with the request; the reply is a
+JSON text published as display data, decoded without running anything the
+student made. Each call has a timeout and a size bound, and a
 kernel that stops answering is interrupted, then given up on.
 
 The request travels as a user expression, not as cell code: IPython keeps a
@@ -26,10 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -39,20 +38,14 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.session import Session
 
 from autograder import wire
-from autograder.errors import (
-    BridgeTimeoutError,
-    KernelUnavailableError,
-    StudentCodeError,
-    StudentNameError,
-    UnsafeValueError,
-)
-from autograder.figures import FigureRecord, Figures, figures_of
-from autograder.figures import decode as decode_figures
+from autograder.errors import KernelUnavailableError, StudentCodeError
+from autograder.student_api import ModuleSnapshot, Opaque, StudentAPI, redact
+
+__all__ = ["DROPPED", "KernelSession", "ModuleSnapshot", "Opaque", "Student", "limit_messages", "redact"]
 
 _WIRE_SOURCE = Path(wire.__file__).read_text(encoding="utf-8")
 _RECOVERY_S = 5.0
 DROPPED = "autograder_dropped"  # the type given to a message from the kernel that could not be read
-_REDACTED = "[the check's code]"
 _DRAIN_MAX = 10_000  # messages read and dropped at most before a request, if the kernel floods
 _SHELL_PART_BYTES = 1 << 20
 _SHELL_QUEUE = 16  # messages
@@ -125,75 +118,9 @@ def _dropped(reason: str, parent: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def redact(text: str, request: Mapping[str, Any]) -> str:
-    """`text` (from the kernel) with every piece of the request's code cut out:
-    the probe's source, each of its lines, and the request's JSON."""
-    pieces: list[str] = [json.dumps(request), str(request.get("args", ""))]
-    code = str(request.get("code", ""))
-    for piece in [code, *(line.strip() for line in code.splitlines())] if code else []:
-        pieces += [piece, json.dumps(piece)[1:-1]]  # as written, and as escaped inside the request's JSON
-    for piece in sorted({p for p in pieces if len(p) >= 6}, key=len, reverse=True):
-        text = text.replace(piece, _REDACTED)
-    return text
-
-
-@dataclass(frozen=True)
-class ModuleSnapshot:
-    """An `nn.Module` as data: its type, mode, parameters and state dict."""
-
-    type: str
-    training: bool
-    parameters: tuple[tuple[str, tuple[int, ...], bool], ...]
-    state: dict[str, Any] = field(repr=False)
-    devices: tuple[str, ...]
-    children: tuple[tuple[str, str], ...]
-    text: str = field(repr=False)
-
-    @property
-    def parameter_count(self) -> int:
-        return sum(_numel(shape) for _, shape, _ in self.parameters)
-
-    @property
-    def trainable_count(self) -> int:
-        return sum(_numel(shape) for _, shape, trainable in self.parameters if trainable)
-
-
-@dataclass(frozen=True)
-class Opaque:
-    """A value that is not plain data (a function, a file, a custom object)."""
-
-    type: str
-    repr: str
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
-def _module_from(fields: dict[str, Any]) -> ModuleSnapshot:
-    return ModuleSnapshot(
-        type=str(fields["type"]),
-        training=bool(fields["training"]),
-        parameters=tuple((str(n), tuple(int(s) for s in shape), bool(t)) for n, shape, t in fields["parameters"]),
-        state=fields["state"],
-        devices=tuple(str(d) for d in fields["devices"]),
-        children=tuple((str(n), str(t)) for n, t in fields["children"]),
-        text=str(fields["repr"]),
-    )
-
-
-def _opaque_from(fields: dict[str, Any]) -> Opaque:
-    return Opaque(type=str(fields["type"]), repr=str(fields["repr"]))
-
-
-_REBUILD: dict[str, Callable[..., Any]] = {"module": _module_from, "object": _opaque_from}
-
-
-class Student:
-    """The student's kernel as the checks see it: names to fetch, functions to call."""
+class Student(StudentAPI):
+    """The student's sandboxed kernel as the checks see it: each request travels
+    to the kernel as a user expression and its reply comes back as display data."""
 
     def __init__(
         self,
@@ -207,15 +134,11 @@ class Student:
         workdir: Path | None = None,
         shown: Mapping[str, Path] | None = None,
     ) -> None:
-        self._timeout_s = timeout_s
-        self._workdir = workdir
-        self._shown = dict(shown or {})
-        self._max_bytes = max_bytes
+        super().__init__(
+            timeout_s=timeout_s, max_bytes=max_bytes, workdir=workdir, shown=shown, unavailable=unavailable
+        )
         self._interrupt = interrupt
         self._kill = kill
-        self.unavailable = unavailable
-        self._deadline: float | None = None  # the checks phase's budget, as a time.monotonic() instant
-        self._budget = ""
         self._client = BlockingKernelClient(session=KernelSession())
         self._client.load_connection_info(dict(connection_info))  # type: ignore[arg-type]
         # The shell socket carries only execute replies the bridge never reads (replies come on the
@@ -233,50 +156,6 @@ class Student:
         with self._listening(30.0) as listening:
             if not listening:
                 self.unavailable = "the kernel never answered on its output channel"
-
-    def fetch(self, name: str, *, module_state: bool = True) -> Any:
-        """The value the notebook bound to `name`, as data."""
-        return self._request({"op": "fetch", "name": name, "module_state": module_state}, name)
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the student's function `name` inside the kernel; the result comes back as data."""
-        return self._request({"op": "call", "name": name, "args": self._pack((args, kwargs))}, f"`{name}(...)`")
-
-    def probe(self, code: str, **inputs: Any) -> Any:
-        """Run check-written `code` in a copy of the student's namespace, with `inputs`
-        bound to a dict of the given values, and return what it binds to `result`."""
-        return self._request({"op": "probe", "code": code, "args": self._pack(((), inputs))}, "the notebook's code")
-
-    def figures(self, path: str | None = None) -> list[FigureRecord]:
-        """The records of the figures the notebook saved or displayed with matplotlib
-        (`autograder.figures`); with `path`, only the last one saved to that file,
-        if the file still holds what was saved: [] if none does."""
-        return figures_of(self.recorded_figures(), path)
-
-    def recorded_figures(self) -> Figures:
-        """Everything the kernel's figure recorder holds, with whether it was installed at all."""
-        if self._workdir is None:
-            raise KernelUnavailableError("this kernel's working folder is not known, so its figures cannot be read")
-        raw = self._request({"op": "figures"}, "the notebook's figure records")
-        return decode_figures(raw, workdir=self._workdir, shown=self._shown)
-
-    def has(self, name: str) -> bool:
-        try:
-            self.fetch(name, module_state=False)
-        except StudentNameError:
-            return False
-        return True
-
-    @contextlib.contextmanager
-    def budget(self, seconds: float, name: str) -> Iterator[None]:
-        """Within this block every call waits at most until `seconds` from now
-        are spent, whatever is left of its own timeout; past that, calls fail
-        at once with a message naming the budget `name`."""
-        self._deadline, self._budget = time.monotonic() + seconds, f"the {seconds:g} s budget for checks ({name})"
-        try:
-            yield
-        finally:
-            self._deadline, self._budget = None, ""
 
     def run_internal(self, code: str, *, timeout_s: float) -> bool:
         """Run grader-written code (seeding, a liveness probe); True if the kernel went idle in time."""
@@ -330,62 +209,25 @@ class Student:
     def close(self) -> None:
         self._client.stop_channels()
 
-    def _pack(self, value: Any) -> str:
-        return wire.pack(value, max_bytes=self._max_bytes)
-
-    def _request(self, request: dict[str, Any], target: str) -> Any:
-        if self.unavailable:
-            raise KernelUnavailableError(self.unavailable)
-        request.update(nonce=secrets.token_hex(16), max_bytes=self._max_bytes)
+    def _exchange(self, request: dict[str, Any], *, seconds: float, by_budget: bool) -> dict[str, Any]:
+        """Send the request as a user expression (its source is never a cell's,
+        so no traceback shows it) and wait for the reply with its nonce."""
         expression = (
             f"exec(compile({_WIRE_SOURCE + chr(10) + 'serve(REQUEST)'!r}, '<autograder bridge>', 'exec'), "
             f"{{'__name__': '__autograder_bridge__', 'REQUEST': {json.dumps(request)!r}}})"
         )
-        reply = self._exchange(expression, request["nonce"])
-        if reply.get("ok"):
-            try:
-                return wire.unpack(str(reply["value"]), max_bytes=self._max_bytes, rebuild=_REBUILD)
-            except Exception as error:  # the reply is the student's, made to break a decoder: any failure is theirs
-                unreadable = f"{target} gave a value that cannot be read as data"
-                raise UnsafeValueError(
-                    f"{unreadable}: {type(error).__name__}: {redact(str(error), request)[:300]}",
-                    without_kernel_text=f"{unreadable} ({type(error).__name__})",
-                ) from None
-        kind = reply.get("kind")
-        if kind == "missing":
-            if request["op"] != "probe":  # the name the check asked for, whatever the reply says
-                raise StudentNameError(str(request["name"]))
-            raise StudentNameError(redact(str(reply.get("name")), request)[:200], asked=False)
-        if kind == "too-large":
-            raise UnsafeValueError(
-                f"{target} gave a value too large to check: {redact(str(reply.get('message')), request)[:300]}",
-                without_kernel_text=f"{target} gave a value too large to check",
-            )
-        exception, message = str(reply.get("exception"))[:200], str(reply.get("message", ""))
-        raise StudentCodeError(target, redact(exception, request), redact(message, request))
-
-    def _exchange(self, expression: str, nonce: str) -> dict[str, Any]:
-        """Send the request as a user expression (its source is never a cell's,
-        so no traceback shows it) and wait for the reply with this nonce."""
-        started = time.monotonic()
-        deadline = started + self._timeout_s
-        if self._deadline is not None and self._deadline <= started:
-            raise BridgeTimeoutError(f"{self._budget} ran out before this call")
-        by_budget = self._deadline is not None and self._deadline < deadline
-        deadline = min(deadline, self._deadline or deadline)
+        deadline = time.monotonic() + seconds
         reply: dict[str, Any] | None = None
         finished = False
-        with self._listening(deadline - started) as listening:
+        with self._listening(seconds) as listening:
             if listening:
                 msg_id = self._client.execute(
                     "", silent=False, store_history=False, user_expressions={"bridge": expression}, allow_stdin=False
                 )
-                reply, finished = self._await_reply(msg_id, nonce, deadline)
+                reply, finished = self._await_reply(msg_id, request["nonce"], deadline)
         if not finished:
             self._recover()
-            if by_budget:
-                raise BridgeTimeoutError(f"{self._budget} ran out while the notebook's code ran")
-            raise BridgeTimeoutError(f"the notebook's code did not answer within {self._timeout_s:g} s")
+            raise self._timed_out(by_budget=by_budget)
         if reply is None:
             raise StudentCodeError("the bridge", "NoReply", "the kernel answered nothing (was IPython patched?)")
         return reply

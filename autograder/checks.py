@@ -1,7 +1,8 @@
 """Checks: pytest files run in this (trusted) process, never in the kernel.
 
 Check authors write ordinary pytest tests that take the `student` fixture (a
-`bridge.Student`) and mark each test with its question and points::
+`student_api.StudentAPI`: the sandboxed kernel's `bridge.Student` in grading,
+an `in_process.NamespaceStudent` in a self-check) and mark each test with its question and points::
 
     @pytest.mark.question("q1")
     @pytest.mark.points(2)
@@ -36,12 +37,12 @@ import pluggy
 import pytest
 
 from autograder.assets import AssetStore, CourseAsset, Dataset, bound
-from autograder.bridge import Student
 from autograder.environment import GpuUse, MissingData, blames_machine
-from autograder.errors import BridgeError, StudentCodeError, StudentNameError
+from autograder.errors import AssetError, BridgeError, StudentCodeError, StudentNameError
 from autograder.isolation.processes import owned_temp_folder
 from autograder.reference import FigureProblem
 from autograder.results import CheckOutcome, CheckStatus, Visibility
+from autograder.student_api import StudentAPI
 
 UNLOADED = "(checks)"  # the question of the outcome recorded for a check file that could not be loaded
 _CALLED = re.compile(r"`([\w.]+)\(\.\.\.\)` raised")  # how StudentCodeError names a called function
@@ -144,7 +145,7 @@ class _CheckSession:
 
     def __init__(
         self,
-        student: Student,
+        student: StudentAPI,
         files: Sequence[CheckFile],
         environment_failure: str | None,
         context: CheckContext,
@@ -170,7 +171,7 @@ class _CheckSession:
         config.addinivalue_line("markers", "points(n, bonus=False): points this check is worth")
 
     @pytest.fixture(name="student")
-    def student_fixture(self) -> Student:
+    def student_fixture(self) -> StudentAPI:
         return self._student
 
     @pytest.fixture(name="credit")
@@ -284,6 +285,9 @@ class _CheckSession:
             return "environment", f"{_author_message(error)}: the notebook stopped at {self._environment_failure}"
         if isinstance(error, AssertionError):
             return "failed", _author_message(error)
+        if isinstance(error, AssetError):  # this machine lacks the course's files: nothing the student did
+            said = "" if hidden else f" ({error})"
+            return "environment", f"this machine lacks the course's assets{said}: check on Kaggle, or regrade"
         if not isinstance(error, BridgeError):
             # A hidden check's own error may carry what the kernel sent (a device
             # string, a key, a label): only its class is shown; the whole error
@@ -330,7 +334,7 @@ def _author_message(error: AssertionError) -> str:
 
 def run_checks(
     files: Sequence[CheckFile],
-    student: Student,
+    student: StudentAPI,
     *,
     environment_failure: str | None = None,
     context: CheckContext | None = None,

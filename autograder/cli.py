@@ -39,6 +39,7 @@ from autograder.isolation import isolation_here
 from autograder.isolation.container import ContainerSettings, image_id, remove_orphans, result_only_on_stdout
 from autograder.results import SubmissionResult
 from autograder.safe_text import plain_text
+from autograder.scoring import self_check_summary
 from autograder.selection import Selection
 from autograder.standins import synth
 from autograder.terminal import render_batch, render_grade, render_self_check, render_students
@@ -282,25 +283,29 @@ def _grade_each(
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "github"]),
+    type=click.Choice(["text", "github", "json"]),
     default="text",
     help="github: for a workflow run, also a job summary in $GITHUB_STEP_SUMMARY and GitHub Classroom's "
-    "points notices on stdout (README: Checking on your pull request).",
+    "points notices on stdout (README: Checking on your pull request). json: each notebook's verdict per "
+    "question on stdout, for scripts.",
 )
+@click.option("--json", "output_format", flag_value="json", help="The same as --format json.")
 @click.pass_context
 def check(context: click.Context, notebooks: tuple[Path, ...], assignment: str | None, output_format: str) -> int:
     """Self-check notebooks with the public checks only.
 
     Exit 0 when every public check passes, 1 when some fail, 2 when a file
-    cannot be checked. With --format github: 0 whenever the notebooks were
+    cannot be checked (with --json too). With --format github: 0 whenever the notebooks were
     checked (the summary says how they did), 1 when the grader failed, or when
     the assignment sets fail_on_failed_check and a check failed.
     """
     course = _course(context)
     if assignment is not None:
         course.get(assignment)  # an unknown name is a usage error before any work
-    if output_format == "text":
-        results = _check_each(notebooks, course=course, assignment=assignment)
+    if output_format in ("text", "json"):
+        results = _check_each(notebooks, course=course, assignment=assignment, quiet=output_format == "json")
+        if output_format == "json":
+            click.echo(json.dumps([self_check_summary(result) for result in results], indent=2))
         if any(result.status != "graded" for result in results):
             return _exit_code(results)
         return 0 if all(c.status == "passed" for r in results for c in r.checks) else 1
@@ -316,7 +321,9 @@ def check(context: click.Context, notebooks: tuple[Path, ...], assignment: str |
     return github.exit_code(results, course=course)
 
 
-def _check_each(notebooks: tuple[Path, ...], *, course: Course, assignment: str | None) -> list[SubmissionResult]:
+def _check_each(
+    notebooks: tuple[Path, ...], *, course: Course, assignment: str | None, quiet: bool = False
+) -> list[SubmissionResult]:
     _say_if_unsandboxed()
     results = []
     for notebook in notebooks:
@@ -327,7 +334,7 @@ def _check_each(notebooks: tuple[Path, ...], *, course: Course, assignment: str 
             options=GradingOptions(public_only=True),
             on_assignment=_say_assignment,
         )
-        render_self_check(result, _out)
+        render_self_check(result, _err if quiet else _out)
         results.append(result)
     return results
 

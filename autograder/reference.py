@@ -200,6 +200,12 @@ def figure_record(student: Any, workdir: Path, relative: str) -> FigureRecord:
             relative, "no figure was recorded in this kernel: import `autograder.selfcheck` before drawing"
         )
     records = figures_of(figures, relative)
+    if not records and getattr(student, "late_recorder", False):
+        raise FigureProblem(
+            relative,
+            f"`{relative}` has no record: it may have been drawn before `autograder.selfcheck` was imported; "
+            "import selfcheck at the top of the notebook and run every cell again",
+        )
     if not records:
         raise FigureProblem(
             relative,

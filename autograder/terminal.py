@@ -15,6 +15,7 @@ from rich.text import Text
 from autograder.batch import BatchItem
 from autograder.results import CheckOutcome, SubmissionResult
 from autograder.safe_text import plain_text
+from autograder.scoring import question_verdicts
 
 # Student-derived strings (file names, names, reasons, messages) enter the terminal
 # only as `Text` made by `_said` or `_lines`: never parsed as rich markup or emoji,
@@ -98,16 +99,11 @@ def render_self_check(result: SubmissionResult, console: Console) -> None:
             Text.assemble(("Could not check ", "red"), _said(result.submission, "red"), ": ", _said(result.reason))
         )
         return
-    for question in result.questions:
-        mine = [c for c in result.checks if c.question == question.question and c.visibility == "public"]
-        if not mine:
-            continue
-        failing = [c for c in mine if c.status != "passed"]
-        machines = failing and all(c.status == "environment" for c in failing)  # not the student's to fix
-        mark = _MARKS["environment"] if machines else _MARKS["failed"] if failing else _MARKS["passed"]
-        console.print(Text.assemble(mark, " ", _said(f"{question.question} {question.title}")))
-        for check in failing:
-            console.print(Text.assemble("    ", ("hint:", "dim"), " ", _said(check.message or "not right yet")))
+    titles = {question.question: question.title for question in result.questions}
+    for line in question_verdicts(result.checks, titles):
+        console.print(Text.assemble(_MARKS[line.verdict], " ", _said(f"{line.question} {line.title}")))
+        for hint in line.hints:
+            console.print(Text.assemble("    ", ("hint:", "dim"), " ", _said(hint)))
     _render_execution(result, console)
     public = [c for c in result.checks if c.visibility == "public"]
     passed = sum(c.status == "passed" for c in public)

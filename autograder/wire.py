@@ -39,6 +39,7 @@ MAX_DEPTH = 24
 MAX_ITEMS = 200_000
 MAX_CONTAINERS = 4 * MAX_ITEMS  # JSON lists and objects in one text: each costs ~60 bytes when parsed
 REPR_LIMIT = 300
+STOP = "CallTimedOut"  # the exception an in-process call's timeout raises (autograder.in_process)
 _BLOB_RECORDS = MAX_ITEMS + 16  # a torch.save zip holds one record per storage and a few of its own
 
 
@@ -398,11 +399,20 @@ class _Decoder:
 
 
 def serve(request_text: str) -> None:
-    """Answer one bridge request and publish the reply as display data."""
+    """Answer one bridge request in the kernel and publish the reply as display data."""
+    from IPython import get_ipython
+    from IPython.display import publish_display_data
+
+    publish_display_data({MIME: answer(request_text, get_ipython().user_ns)})  # type: ignore[no-untyped-call]
+
+
+def answer(request_text: str, namespace: dict[str, Any]) -> str:
+    """The reply to one bridge request against `namespace`, as JSON text: the
+    kernel's (`serve`), or a live namespace's for the in-process student."""
     request = json.loads(request_text)
     reply: dict[str, Any] = {"nonce": request["nonce"]}
     try:
-        value = _perform(request)
+        value = _perform(request, namespace)
         packed = pack(value, max_bytes=request["max_bytes"], module_state=request.get("module_state", True))
         if len(packed) > text_limit(request["max_bytes"]):  # a long string: the grader would refuse it unread
             raise ValueTooLarge(f"{len(packed)} characters, more than allowed")
@@ -412,10 +422,10 @@ def serve(request_text: str) -> None:
     except ValueTooLarge as error:
         reply.update(ok=False, kind="too-large", message=str(error))
     except BaseException as error:  # the student's code may raise anything, SystemExit too
+        if type(error).__name__ == STOP:  # the in-process student's timeout: not the student's to answer
+            raise
         reply.update(ok=False, kind="raised", exception=type(error).__name__, message=_safe_message(error))
-    from IPython.display import publish_display_data
-
-    publish_display_data({MIME: json.dumps(reply)})  # type: ignore[no-untyped-call]
+    return json.dumps(reply)
 
 
 class _Missing(Exception):
@@ -429,10 +439,7 @@ def _safe_message(error: BaseException) -> str:
         return "<message unavailable>"
 
 
-def _perform(request: dict[str, Any]) -> Any:
-    from IPython import get_ipython
-
-    namespace = get_ipython().user_ns
+def _perform(request: dict[str, Any], namespace: dict[str, Any]) -> Any:
     arguments = unpack(request["args"], max_bytes=request["max_bytes"]) if request.get("args") else ((), {})
     positional, keywords = arguments
     operation = request["op"]
