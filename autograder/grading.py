@@ -106,6 +106,15 @@ def grade_notebook(
         )
 
 
+def grade_submission(
+    submission: Submission, assignment: Assignment, *, options: GradingOptions = GradingOptions()
+) -> SubmissionResult:
+    """Grade a notebook already read as `assignment`, raising what `grade_notebook`
+    records; afterwards `submission.notebook`'s cells hold what they printed
+    (a test reads a self-check cell's output there)."""
+    return _grade(submission, assignment, options, time.monotonic())
+
+
 def _grade(submission: Submission, assignment: Assignment, options: GradingOptions, started: float) -> SubmissionResult:
     config = assignment.config.with_overrides(
         cell_timeout_s=options.cell_timeout_s, notebook_timeout_s=options.notebook_timeout_s

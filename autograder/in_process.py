@@ -13,8 +13,11 @@ Requests are answered by the kernel's own code (`wire.answer`) and decoded by
 check sees copies as data, never the namespace's objects: the verdict is the
 one grading gives. Each call keeps its timeout where this process can
 interrupt itself (the main thread on Unix, where Jupyter runs cells): a timer
-raises `CallTimedOut` inside the running code, again every half second if the
-code swallows it, so a student's infinite loop ends the call, not the cell.
+raises `CallTimedOut` inside the running code (a BaseException: `except
+Exception` does not catch it), again every half second if the code swallows
+it, so a student's infinite loop ends the call, not the cell. A loop that
+catches BaseException around all of its work can outlast it, as it outlasts
+Jupyter's interrupt button; grading kills such a kernel, a self-check cannot.
 Elsewhere calls are not bounded in time (`bounded` says which).
 """
 

@@ -250,17 +250,19 @@ def _assignment(course: Course, namespace: dict[str, Any], asked: str | None) ->
 
 
 def _by_names(course: Course, namespace: dict[str, Any]) -> str | None:
-    """The one assignment most of whose prescribed names (those its public checks
-    fetch, call or look for) this namespace defines, if one stands out."""
-    shares = []
+    """The assignment whose prescribed names (those its public checks fetch, call
+    or look for) this namespace defines: at least half of them, and more of them
+    (as a share, then in number) than of any other assignment's."""
+    scores = []
     for name in course.names():
         wanted = _prescribed(tuple(course.get(name).public_checks))
-        if wanted:
-            shares.append((sum(n in namespace for n in wanted) / len(wanted), name))
-    shares.sort(reverse=True)
-    if not shares or shares[0][0] < 0.5 or (len(shares) > 1 and shares[1][0] == shares[0][0]):
+        found = sum(n in namespace for n in wanted)
+        if wanted and found * 2 >= len(wanted):
+            scores.append((found / len(wanted), found, name))
+    scores.sort(reverse=True)
+    if not scores or (len(scores) > 1 and scores[1][:2] == scores[0][:2]):
         return None
-    return shares[0][1]
+    return scores[0][2]
 
 
 @functools.lru_cache(maxsize=16)

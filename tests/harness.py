@@ -22,17 +22,22 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
 from autograder.course import Assignment, Course
 from autograder.grading import GradingOptions, grade_notebook
 from autograder.results import SubmissionResult
+from autograder.scoring import self_check_summary
 
+_ROOT = Path(__file__).resolve().parents[1]
 UNSCORED = "(no question)"  # what the grader calls the question of a check marked with none
 
 
@@ -142,6 +147,27 @@ class AssignmentTests:
         options = GradingOptions(cell_timeout_s=variant.cell_timeout_s)
         return grade_notebook(path, course=course, assignment_name=cls.assignment, options=options)
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def seam_verdicts(cls, course: Course, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+        """Each variant's public verdicts through the check-author seam: its code run
+        in a process of its own, its public checks against that namespace
+        (tests/seam_runner.py); two at a time."""
+        folder = tmp_path_factory.mktemp(f"seam-{cls.assignment}")
+
+        def one(variant: Variant) -> dict[str, Any]:
+            path = variant_notebook(course.get(cls.assignment), folder / f"{variant.id}.ipynb", variant.edits)
+            timeout = str(variant.cell_timeout_s or "")
+            command = [sys.executable, "-m", "tests.seam_runner", str(course.root), cls.assignment, str(path), timeout]
+            done = subprocess.run(command, cwd=_ROOT, capture_output=True, text=True, timeout=900, check=False)
+            said = [line[len("SEAM ") :] for line in done.stdout.splitlines() if line.startswith("SEAM ")]
+            assert done.returncode == 0 and said, f"{variant.id}: {done.stderr[-3000:]}"
+            found: dict[str, Any] = json.loads(said[-1])
+            return found
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return dict(zip([v.id for v in cls.variants], pool.map(one, cls.variants), strict=True))
+
     def test_points_are_those_of_the_configured_questions(
         self, course: Course, points: dict[str, tuple[float, float]]
     ) -> None:
@@ -194,6 +220,13 @@ class AssignmentTests:
         ), failing(result)
         assert all(lost.get(q, 0) in (0, points) for q, points in maybe.items()), lost
         assert {c.question for c in result.checks if c.status != "passed"} == {*lost, *bonus_lost}, failing(result)
+
+    def test_variant_public_verdicts_are_grading_s_through_the_seam(
+        self, variant: Variant, variant_result: SubmissionResult, seam_verdicts: dict[str, dict[str, Any]]
+    ) -> None:
+        """The check-author seam (the public checks against the variant's namespace,
+        in process) gives each question the verdict grading gave it."""
+        assert seam_verdicts[variant.id]["questions"] == self_check_summary(variant_result)["questions"]
 
     def test_variant_messages_name_the_problems(self, variant: Variant, variant_result: SubmissionResult) -> None:
         messages = [c.message for c in variant_result.checks if c.status != "passed"]

@@ -161,7 +161,7 @@ def kernel_view(*, uid: int, workdir: Path, runtime: Path, root: Path, kaggle: d
     if os.path.exists("/dev/nvidiactl"):  # the GPU's nodes, and the driver's libraries where they are kept apart
         devices += sorted({path for pattern in _GPU_DEVICES for path in glob.glob(pattern)})
         libraries = os.environ.get("LD_LIBRARY_PATH", "").split(":")
-        read_only += [p for p in libraries if os.path.isabs(p) and os.path.isdir(p) and not _covered(p, read_only)]
+        read_only += [p for p in libraries if os.path.isabs(p) and os.path.isdir(p) and not covered(p, read_only)]
     public = default_store().public
     return {
         "root": str(root),
@@ -182,12 +182,12 @@ def _python_folders(already: list[str]) -> list[str]:
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages()}
     folders: list[str] = []
     for folder in sorted(os.path.realpath(c) for c in candidates):
-        if os.path.isdir(folder) and not _covered(folder, [*already, *folders]):
+        if os.path.isdir(folder) and not covered(folder, [*already, *folders]):
             folders.append(folder)
     return folders
 
 
-def _covered(path: str, folders: Iterable[str]) -> bool:
+def covered(path: str, folders: Iterable[str]) -> bool:
     return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
 
 

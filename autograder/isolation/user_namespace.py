@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from autograder.config import AssignmentConfig
-from autograder.isolation.namespaces import ASSETS_VIEW, UNSHARE, kaggle_links, kernel_view
+from autograder.course import Course
+from autograder.isolation.namespaces import ASSETS_VIEW, UNSHARE, covered, kaggle_links, kernel_view
 from autograder.isolation.processes import owned_temp_folder
 from autograder.isolation.workspace import KernelLaunch, Workspace, entry_argv, kernel_env, privilege_drop
 
@@ -84,6 +85,16 @@ def viewed(config: AssignmentConfig, description: str) -> Iterator[Workspace]:
         yield Workspace(workdir, runtime, launch, assets=ASSETS_VIEW, isolation=description)
 
 
+def _public_code(shown: list[str]) -> list[str]:
+    """The grader's package and the course's public assignments where the view
+    does not already show them (a checkout's editable install), so a notebook
+    can `import autograder.selfcheck` in the view as it does in the student's
+    own kernel. Both ship to every student; the solutions beside them stay out."""
+    package = Path(__file__).resolve().parents[1]
+    public = Course.default().root / "assignments"
+    return [str(p) for p in (package, public) if p.is_dir() and not covered(str(p), shown)]
+
+
 def _folders(scratch: Path) -> tuple[Path, Path, Path]:
     workdir, runtime, root = scratch / "work", scratch / "runtime", scratch / "root"
     for folder in (workdir, runtime, runtime / "ipython", runtime / "matplotlib", root):
@@ -96,6 +107,7 @@ def _spec(config: AssignmentConfig, workdir: Path, runtime: Path, root: Path) ->
     uid = os.getuid()
     env = kernel_env(workdir, runtime, tmp=Path("/tmp"), assets=ASSETS_VIEW)
     view = kernel_view(uid=uid, workdir=workdir, runtime=runtime, root=root, kaggle=kaggle_links(config, workdir))
+    view["read_only"] += _public_code(view["read_only"])
     spec: dict[str, Any] = {
         **privilege_drop(config, uid=uid, workdir=workdir, env=env),
         "gid": os.getgid(),
