@@ -105,5 +105,10 @@ def self_check_summary(result: SubmissionResult) -> dict[str, Any]:
         "assignment": result.assignment,
         "status": result.status,
         "reason": result.reason,
-        "questions": [dataclasses.asdict(line) for line in question_verdicts(result.checks, titles)],
+        "questions": verdict_rows(question_verdicts(result.checks, titles)),
     }
+
+
+def verdict_rows(lines: Iterable[QuestionVerdict]) -> list[dict[str, Any]]:
+    """The verdicts as JSON-ready rows, the same wherever a self-check is shown."""
+    return [{**dataclasses.asdict(line), "hints": list(line.hints)} for line in lines]

@@ -42,10 +42,11 @@ from autograder.assets import AssetStore, default_store
 from autograder.checks import CheckContext, CheckFile, run_checks
 from autograder.course import Assignment, Course
 from autograder.environment import GpuUse, MissingData
+from autograder.errors import UnknownAssignmentError
 from autograder.in_process import NamespaceStudent
 from autograder.results import CheckOutcome
 from autograder.safe_text import plain_text
-from autograder.scoring import QuestionVerdict, question_verdicts
+from autograder.scoring import QuestionVerdict, question_verdicts, verdict_rows
 from autograder.selection import AssignmentNames
 
 ASSETS_VIEW = Path("/assets")  # where the grading view shows the public assets (isolation.namespaces)
@@ -81,20 +82,7 @@ class SelfCheck:
 
     def summary(self) -> dict[str, Any]:
         """As `autograder check --json` gives it, less the notebook's path."""
-        return {
-            "assignment": self.assignment,
-            "questions": [
-                {
-                    "question": q.question,
-                    "title": q.title,
-                    "verdict": q.verdict,
-                    "score": q.score,
-                    "max_score": q.max_score,
-                    "hints": list(q.hints),
-                }
-                for q in self.questions
-            ],
-        }
+        return {"assignment": self.assignment, "questions": verdict_rows(self.questions)}
 
     def text(self) -> str:
         lines = [f"Self-check of {self.assignment} ({self.how}): public checks only"]
@@ -120,7 +108,11 @@ class SelfCheck:
 def check(assignment: str | None = None, question: str | None = None) -> None:
     """Run the assignment's public checks (one question's with `question`) against
     this kernel, and show a table of the verdicts: HTML in Jupyter, text elsewhere."""
-    done = run(assignment, question)
+    try:
+        done = run(assignment, question)
+    except (LookupError, ValueError, UnknownAssignmentError) as error:  # what to ask for instead
+        print(f"selfcheck: {error}")
+        return
     shell = _shell()
     if shell is not None and getattr(shell, "kernel", None) is not None:
         from IPython.display import HTML, display

@@ -226,7 +226,8 @@ class AssignmentTests:
     ) -> None:
         """The check-author seam (the public checks against the variant's namespace,
         in process) gives each question the verdict grading gave it."""
-        assert seam_verdicts[variant.id]["questions"] == self_check_summary(variant_result)["questions"]
+        seam, graded = seam_verdicts[variant.id]["questions"], self_check_summary(variant_result)["questions"]
+        assert seam == graded, [(s, g) for s, g in zip(seam, graded, strict=False) if s != g] or (seam, graded)
 
     def test_variant_messages_name_the_problems(self, variant: Variant, variant_result: SubmissionResult) -> None:
         messages = [c.message for c in variant_result.checks if c.status != "passed"]

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,10 @@ shown = []
 for name, path in json.loads(sys.argv[2]):
     submission = read_submission(Path(path))
     result = grade_submission(submission, course.get(name), options=GradingOptions(public_only=True))
-    printed = "".join(
-        output.get("text", "")
-        for output in submission.notebook.cells[-1].get("outputs", [])
-        if output.get("output_type") == "stream"
-    )
+    outputs = submission.notebook.cells[-1].get("outputs", [])
+    printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     said = [line[len("SELFCHECK "):] for line in printed.splitlines() if line.startswith("SELFCHECK ")]
-    errors = [o.get("evalue", "") for o in submission.notebook.cells[-1].get("outputs", []) if o.get("output_type") == "error"]
+    errors = [o.get("evalue", "") for o in outputs if o.get("output_type") == "error"]
     shown.append({"path": path, "isolation": result.isolation, "check": self_check_summary(result),
                   "selfcheck": json.loads(said[0]) if said else None, "errors": errors})
 print(json.dumps(shown))
@@ -106,11 +104,22 @@ def checked(student: OtherUser, user_namespaces: None, course: Course) -> Mappin
             jobs.append((f"{name}/{kind}", name, with_selfcheck(source, folder / f"{kind}-{name}.ipynb", name)))
     for path in [folder, *folder.iterdir()]:
         os.chown(path, student.uid, student.gid)
-    listed = json.dumps([(name, str(path)) for _, name, path in jobs])
-    done = student.python(SELF_CHECKED, str(ROOT), listed, timeout=1500)
-    assert done.returncode == 0, done.stderr[-3000:]
-    shown = json.loads(done.stdout)
-    return {key: entry for (key, _, _), entry in zip(jobs, shown, strict=True)}
+    halves = [jobs[0::2], jobs[1::2]]  # two graders at once, one per core
+
+    def run(half: list[tuple[str, str, Path]]) -> list[dict[str, Any]]:
+        listed = json.dumps([(name, str(path)) for _, name, path in half])
+        done = student.python(SELF_CHECKED, str(ROOT), listed, timeout=1500)
+        assert done.returncode == 0, done.stderr[-3000:]
+        shown: list[dict[str, Any]] = json.loads(done.stdout)
+        return shown
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        shown = list(pool.map(run, halves))
+    return {
+        key: entry
+        for half, said in zip(halves, shown, strict=True)
+        for (key, _, _), entry in zip(half, said, strict=True)
+    }
 
 
 KEYS = [f"{name}/{kind}" for name in HARNESSES for kind in ("reference", "template", "variant")]

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import make_circles
 from sklearn.model_selection import train_test_split
 
-from autograder.bridge import ModuleSnapshot
+from autograder.checkkit import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
 

@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from autograder import reference
-from autograder.bridge import ModuleSnapshot
+from autograder.checkkit import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
 

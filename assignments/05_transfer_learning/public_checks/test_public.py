@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autograder.assets import read_idx
-from autograder.bridge import ModuleSnapshot
+from autograder.checkkit import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
 

@@ -11,7 +11,7 @@ import numbers
 import pytest
 import torch
 
-from autograder.bridge import ModuleSnapshot
+from autograder.checkkit import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
 

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from autograder.bridge import ModuleSnapshot, Opaque
+from autograder.checkkit import ModuleSnapshot, Opaque
 from autograder.reference import as_number, figure_has_content, read_figure
 
 question, points = pytest.mark.question, pytest.mark.points

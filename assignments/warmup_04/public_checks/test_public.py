@@ -7,7 +7,7 @@ with hidden checks that run the notebook's functions on pictures it never saw.
 import pytest
 import torch
 
-from autograder.bridge import ModuleSnapshot
+from autograder.checkkit import ModuleSnapshot
 from autograder.reference import figure_record, picture_beside_chart
 
 question, points = pytest.mark.question, pytest.mark.points

@@ -37,7 +37,7 @@ import torch
 from torchvision.transforms import v2
 
 from autograder import reference
-from autograder.bridge import ModuleSnapshot
+from autograder.checkkit import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
 

@@ -33,7 +33,7 @@ from torchvision.transforms import v2
 
 from autograder import reference
 from autograder.assets import read_idx
-from autograder.bridge import ModuleSnapshot
+from autograder.checkkit import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
 

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from autograder.bridge import ModuleSnapshot
+from autograder.checkkit import ModuleSnapshot
 
 question, points = pytest.mark.question, pytest.mark.points
 

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 import torch
 
-from autograder.bridge import ModuleSnapshot, Opaque
+from autograder.checkkit import ModuleSnapshot, Opaque
 from autograder.errors import count_for_hidden, shape_for_hidden
 from autograder.reference import as_number, categories, load_model, preprocessing
 

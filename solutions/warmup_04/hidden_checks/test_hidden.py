@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 import torch
 
-from autograder.bridge import ModuleSnapshot, Opaque
+from autograder.checkkit import ModuleSnapshot, Opaque
 from autograder.errors import AssetError, count_for_hidden, exception_for_hidden, shape_for_hidden
 from autograder.reference import (
     categories,
