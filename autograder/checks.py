@@ -40,6 +40,7 @@ from autograder.assets import AssetStore, CourseAsset, Dataset, bound
 from autograder.environment import GpuUse, MissingData, blames_machine
 from autograder.errors import AssetError, BridgeError, StudentCodeError, StudentNameError
 from autograder.isolation.processes import owned_temp_folder
+from autograder.predictions import Predictions, cache_for
 from autograder.reference import FigureProblem
 from autograder.results import CheckOutcome, CheckStatus, Visibility
 from autograder.student_api import StudentAPI
@@ -73,6 +74,7 @@ class CheckContext:
     gpu_use: GpuUse = field(default_factory=GpuUse)  # where the notebook's code uses CUDA
     missing_data: MissingData = field(default_factory=MissingData)  # course data this machine could not show it
     datasets: dict[str, Dataset] = field(default_factory=dict)  # the course's registered assets
+    predictions: Predictions = field(default_factory=cache_for)  # the trusted models' outputs, once per picture
 
     def written_after_environment_failure(self, relative: str) -> bool:
         """True when a cell mentioning this file comes at or after the cell that
@@ -203,6 +205,13 @@ class _CheckSession:
             raise RuntimeError("this grading gives the checks no asset folder")
         self._context.assets.require()
         return bound(self._context.datasets, self._context.assets)
+
+    @pytest.fixture(name="predictions")
+    def predictions_fixture(self) -> Predictions:
+        """The trusted models' outputs, computed once per picture for the whole
+        batch (`autograder.predictions`), e.g.
+        `predictions.probabilities(assets, "resnet18", images, preprocessing=preprocessing("resnet18"))`."""
+        return self._context.predictions
 
     @pytest.fixture(name="submission_state")
     def submission_state_fixture(self) -> dict[str, Any]:
