@@ -18,7 +18,8 @@ helpers carry over from one student to the next (hidden checks rely on that
 for models and held-out pictures, keyed on the asset set). What must not
 carry over goes in the `submission_state` fixture (a dict that starts empty
 for every submission) or a fixture of pytest's `session` scope, which lasts
-one submission.
+one submission. The trusted models' outputs go through the `predictions`
+fixture (predictions.py), which keeps them for the whole batch.
 """
 
 from __future__ import annotations
