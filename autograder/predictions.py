@@ -35,14 +35,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from autograder import reference
 from autograder.assets import AssetStore, weights_file
 from autograder.errors import NotANotebookError
 from autograder.staging import read_regular
+
+if TYPE_CHECKING:  # torch is imported where it is used: the command line starts without it
+    import torch
 
 LAYERS = ("logits", "pooled")  # the network's output; the input of its last layer (ResNet18's 512 features)
 MEMORY_BYTES = 64 * 1024 * 1024  # per grader process: about 16,000 sets of 1000 logits
@@ -118,6 +119,8 @@ class _Disk:
         return _entry_value(data, key)
 
     def put(self, digest: str, key: str, value: torch.Tensor) -> None:
+        import torch
+
         if not self._ready() or self._used >= self.limit:
             return
         buffer = io.BytesIO()
@@ -171,6 +174,8 @@ def _own_folder(folder: Path) -> bool:
 
 def _entry_value(data: bytes, key: str) -> torch.Tensor | None:
     """The output an entry file holds, if it is a whole entry for exactly `key`."""
+    import torch
+
     try:
         entry = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception:  # any corrupt or foreign file: recomputed, never an error that changes a score
@@ -212,6 +217,8 @@ class Predictions:
         """The reference `model`'s `layer` for each picture (N x width): PIL
         images through `preprocessing`, or, with `preprocessing=None`, input
         tensors (3 x H x W) as they are."""
+        import torch
+
         if layer not in LAYERS:
             raise ValueError(f"no layer `{layer}`: one of {', '.join(LAYERS)}")
         if not pictures:
@@ -240,6 +247,8 @@ class Predictions:
         self, assets: AssetStore, model: str, pictures: Sequence[Any], *, preprocessing: Any
     ) -> torch.Tensor:
         """The softmax of the reference `model`'s logits for each picture (N x classes)."""
+        import torch
+
         return torch.softmax(self.outputs(assets, model, pictures, preprocessing=preprocessing), dim=1)
 
     def _kept(self, key: str) -> torch.Tensor | None:
@@ -267,6 +276,8 @@ def _computed(
 ) -> list[torch.Tensor]:
     """The output of each picture, BATCH pictures per forward pass, on the
     model's device; each its own copy (a view would keep, and save, the whole batch)."""
+    import torch
+
     network = reference.load_model(assets, model)
     device = _device_of(network)
     if layer == "pooled":
@@ -288,6 +299,7 @@ def _device_of(network: Any) -> torch.device:
 def _common_key(assets: AssetStore, model: str, preprocessing: Any, layer: str) -> list[Any] | None:
     """What every picture's key shares, or None where the preprocessing has no description."""
     import PIL
+    import torch
     import torchvision
 
     try:
@@ -303,6 +315,7 @@ def _common_key(assets: AssetStore, model: str, preprocessing: Any, layer: str) 
 def _picture_key(picture: Any) -> str | None:
     """The picture's content: a PIL image's mode, size, palette and pixels, or a
     tensor's dtype, shape and bytes; None for anything else (run uncached)."""
+    import torch
     from PIL import Image
 
     digest = hashlib.sha256()
@@ -325,6 +338,8 @@ class _Undescribed(Exception):
 def _described(value: Any, *, depth: int) -> str:
     """A text that changes whenever the preprocessing's behaviour could: its
     torchvision classes and every attribute they hold, nested."""
+    import torch
+
     if depth > 12:
         raise _Undescribed
     if value is None or isinstance(value, (bool, int, float, str, bytes, enum.Enum)):

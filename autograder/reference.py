@@ -5,7 +5,8 @@ course data: each asset's hidden module has its readers, reached through the
 checks' `data` fixture.)
 
 Checks import these (`from autograder.reference import ...`); nothing here
-runs student code. Models are loaded once per grader process and shared.
+runs student code. Models are loaded once per grader process and shared;
+their outputs are computed once per picture through `predictions.py`.
 """
 
 from __future__ import annotations
