@@ -34,6 +34,7 @@ from autograder.grading import GradingOptions, grade_notebook
 from autograder.intake import read_submission
 from autograder.isolation import share_cores, start_forkserver, tear_down_live_sandboxes, usable_cores
 from autograder.pool import JobAnswer, WorkerFailure, run_jobs
+from autograder.predictions import folder_for
 from autograder.results import SubmissionResult
 from autograder.selection import refused as refused_result
 from autograder.staging import read_regular
@@ -258,6 +259,7 @@ def _grade_one(
         assignment_name=assignment_name,
         options=options,
         on_assignment=lambda _path, _name, how: told.append(how),
+        prediction_folder=folder_for(Path(store).parent),  # shared by the batch's workers, kept for a resume
     )
     chosen_by = entry.chosen_by or (told[0] if told else "")
     result = dataclasses.replace(result, student=entry.name or entry.student, assignment_chosen_by=chosen_by)

@@ -18,7 +18,8 @@ helpers carry over from one student to the next (hidden checks rely on that
 for models and held-out pictures, keyed on the asset set). What must not
 carry over goes in the `submission_state` fixture (a dict that starts empty
 for every submission) or a fixture of pytest's `session` scope, which lasts
-one submission.
+one submission. The trusted models' outputs go through the `predictions`
+fixture (predictions.py), which keeps them for the whole batch.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from autograder.assets import AssetStore, CourseAsset, Dataset, bound
 from autograder.environment import GpuUse, MissingData, blames_machine
 from autograder.errors import AssetError, BridgeError, StudentCodeError, StudentNameError
 from autograder.isolation.processes import owned_temp_folder
+from autograder.predictions import Predictions, cache_for
 from autograder.reference import FigureProblem
 from autograder.results import CheckOutcome, CheckStatus, Visibility
 from autograder.student_api import StudentAPI
@@ -73,6 +75,7 @@ class CheckContext:
     gpu_use: GpuUse = field(default_factory=GpuUse)  # where the notebook's code uses CUDA
     missing_data: MissingData = field(default_factory=MissingData)  # course data this machine could not show it
     datasets: dict[str, Dataset] = field(default_factory=dict)  # the course's registered assets
+    predictions: Predictions = field(default_factory=cache_for)  # the trusted models' outputs, once per picture
 
     def written_after_environment_failure(self, relative: str) -> bool:
         """True when a cell mentioning this file comes at or after the cell that
@@ -203,6 +206,13 @@ class _CheckSession:
             raise RuntimeError("this grading gives the checks no asset folder")
         self._context.assets.require()
         return bound(self._context.datasets, self._context.assets)
+
+    @pytest.fixture(name="predictions")
+    def predictions_fixture(self) -> Predictions:
+        """The trusted models' outputs, computed once per picture for the whole
+        batch (`autograder.predictions`), e.g.
+        `predictions.probabilities(assets, "resnet18", images, preprocessing=preprocessing("resnet18"))`."""
+        return self._context.predictions
 
     @pytest.fixture(name="submission_state")
     def submission_state_fixture(self) -> dict[str, Any]:

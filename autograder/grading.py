@@ -29,6 +29,7 @@ from autograder.execution import executed_notebook
 from autograder.intake import Submission, read_submission
 from autograder.isolation import IsolationRefusedError, Workspace, open_workspace
 from autograder.isolation.container import ContainerSettings, grade_in_container
+from autograder.predictions import cache_for
 from autograder.results import ExecutionRecord, SubmissionResult
 from autograder.scoring import score_outcomes
 from autograder.ungraded import now as _now
@@ -53,11 +54,14 @@ def grade_notebook(
     assignment_name: str | None = None,
     options: GradingOptions = GradingOptions(),
     on_assignment: Callable[[Path, str, str], None] | None = None,
+    prediction_folder: Path | None = None,
 ) -> SubmissionResult:
     """Grade one notebook file and return its result (graded, rejected or error).
 
     `on_assignment(path, name, how)` is called once the assignment is known,
-    so a caller can say which one was chosen and why.
+    so a caller can say which one was chosen and why. `prediction_folder`
+    keeps the trusted models' outputs on disk for the checks (a batch's
+    `predictions.folder_for(out)`); they are kept in memory in any case.
     """
     if options.container is not None:
         result = grade_in_container(
@@ -88,7 +92,7 @@ def grade_notebook(
     if on_assignment is not None:
         on_assignment(path, assignment.name, how)
     try:
-        return _grade(submission, assignment, options, started)
+        return _grade(submission, assignment, options, started, prediction_folder)
     except IsolationRefusedError as error:  # the machine's fault, said as it is
         return ungraded_result(
             path, status="error", reason=str(error), assignment=assignment.name, sha256=submission.sha256
@@ -115,7 +119,13 @@ def grade_submission(
     return _grade(submission, assignment, options, time.monotonic())
 
 
-def _grade(submission: Submission, assignment: Assignment, options: GradingOptions, started: float) -> SubmissionResult:
+def _grade(
+    submission: Submission,
+    assignment: Assignment,
+    options: GradingOptions,
+    started: float,
+    prediction_folder: Path | None = None,
+) -> SubmissionResult:
     config = assignment.config.with_overrides(
         cell_timeout_s=options.cell_timeout_s, notebook_timeout_s=options.notebook_timeout_s
     )
@@ -148,6 +158,7 @@ def _grade(submission: Submission, assignment: Assignment, options: GradingOptio
                 gpu_use=gpu_use,
                 missing_data=missing_data,
                 datasets=course_datasets(assignment.public_dir.parent.parent),
+                predictions=cache_for(prediction_folder if _kernel_cannot_reach_grader(workspace) else None),
             )
             outcomes = run_checks(
                 files,
@@ -279,6 +290,13 @@ def _hidden_material(assignment: Assignment, assets: AssetStore) -> list[Path]:
     solutions = assignment.solution_dir.parent.resolve()
     repository = next((folder / ".git" for folder in solutions.parents if (folder / ".git").exists()), None)
     return [solutions, assets.hidden, *([repository] if repository else [])]
+
+
+def _kernel_cannot_reach_grader(workspace: Workspace) -> bool:
+    """Whether the kernel ran as another user than the grader, unable to write
+    the grader's own folders (the sandbox, the container, a fresh uid); where it
+    ran as the grader's user, nothing it could have written is read back."""
+    return workspace.isolation.split(" ", 1)[0] in ("namespaces", "container", "user")
 
 
 def _waived_by_environment() -> bool:

@@ -5,7 +5,8 @@ course data: each asset's hidden module has its readers, reached through the
 checks' `data` fixture.)
 
 Checks import these (`from autograder.reference import ...`); nothing here
-runs student code. Models are loaded once per grader process and shared.
+runs student code. Models are loaded once per grader process and shared;
+their outputs are computed once per picture through `predictions.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autograder import predictions as trusted_predictions
 from autograder.assets import AssetStore, default_course_datasets, warn_moved, weights_enum, weights_file
 from autograder.errors import AssetError, NotANotebookError
 from autograder.figures import AxesRecord, Bar, FigureRecord, Picture, figures_of
@@ -74,11 +76,8 @@ def preprocessing(name: str) -> Any:
 
 def predict(assets: AssetStore, name: str, images: list[Any], *, k: int = 5) -> list[list[tuple[str, float]]]:
     """The reference top-k (label, probability) for each PIL image."""
-    import torch
-
-    model, transform, labels = load_model(assets, name), preprocessing(name), categories(name)
-    with torch.no_grad():
-        probabilities = torch.softmax(model(torch.stack([transform(image) for image in images])), dim=1)
+    labels, cache = categories(name), trusted_predictions.cache_for()
+    probabilities = cache.probabilities(assets, name, images, preprocessing=preprocessing(name))
     top = probabilities.topk(k, dim=1)
     return [
         [(labels[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
@@ -304,13 +303,21 @@ def bars_show_top_k(bars: Sequence[Bar], probabilities: Any, labels: Sequence[st
 
 
 def chart_is_top_k_of_picture(
-    record: FigureRecord, relative: str, *, assets: AssetStore, model: str, pipelines: Sequence[Any], tolerance: float
+    record: FigureRecord,
+    relative: str,
+    *,
+    assets: AssetStore,
+    model: str,
+    pipelines: Sequence[Any],
+    tolerance: float,
+    predictions: trusted_predictions.Predictions | None = None,
 ) -> None:
     """The check of a "picture beside its top-k" figure, raising `FigureProblem`
     with the student's message: the picture is one of the data set's files the
     notebook opened before drawing (`pictures_matching`), and the bars beside
     it are the trusted `model`'s top k for that file under one of `pipelines`
-    (`bars_show_top_k`). The message never names a class or a probability."""
+    (`bars_show_top_k`), from `predictions` (the checks' fixture; else this
+    process's memory). The message never names a class or a probability."""
     shown, chart = picture_and_chart(record, relative)  # where they sit is the public check's to judge
     sources = pictures_matching(shown.images[0], record.opened, within=assets.public)
     if not sources:
@@ -319,7 +326,7 @@ def chart_is_top_k_of_picture(
     if not any(
         bars_show_top_k(chart.bars, probabilities, labels, tolerance=tolerance)
         for source in sources
-        for probabilities in _file_probabilities(assets, assets.set_id, model, str(source), tuple(pipelines))
+        for probabilities in _file_probabilities(assets, model, source, pipelines, predictions)
     ):
         raise FigureProblem(
             relative,
@@ -327,23 +334,19 @@ def chart_is_top_k_of_picture(
         )
 
 
-def _file_probabilities(assets: AssetStore, set_id: str, model: str, path: str, pipelines: tuple[Any, ...]) -> Any:
-    key = (assets.root, set_id, model, path, tuple(repr(p) for p in pipelines))
-    if key not in _PROBABILITIES:
-        import torch
-
-        image = open_picture(Path(path))
-        network = load_model(assets, model)
-        with torch.no_grad():
-            _PROBABILITIES[key] = (
-                []
-                if image is None
-                else [torch.softmax(network(p(image).unsqueeze(0).float()), dim=1)[0] for p in pipelines]
-            )
-    return _PROBABILITIES[key]
-
-
-_PROBABILITIES: dict[tuple[Any, ...], Any] = {}  # per picture file, model and pipelines: a batch shares its pictures
+def _file_probabilities(
+    assets: AssetStore,
+    model: str,
+    path: Path,
+    pipelines: Sequence[Any],
+    predictions: trusted_predictions.Predictions | None,
+) -> list[Any]:
+    """The trusted model's softmax for one picture file, per pipeline ([] where it cannot be read)."""
+    image = open_picture(path)
+    if image is None:
+        return []
+    cache = predictions or trusted_predictions.cache_for()
+    return [cache.probabilities(assets, model, [image], preprocessing=p)[0] for p in pipelines]
 
 
 def as_number(value: Any) -> float | None:

@@ -78,13 +78,13 @@ def pipelines():
 
 
 @functools.lru_cache(maxsize=2)
-def unseen_pictures(assets, scenes, set_id):
-    """(uint8 arrays, reference top-1 labels) of held-out pictures with a clear winner."""
+def unseen_pictures(assets, scenes, set_id, predictions):
+    """(uint8 arrays, reference top-1 labels) of held-out pictures with a clear
+    winner; `predictions`: the worker's store of trusted outputs."""
     del set_id  # part of the cache key only
     drawn = scenes.hidden_module.held_out(scenes.hidden, tuple(scenes.module.SCENES), CANDIDATES_PER_SCENE, seed=0)
-    model, labels = reference.load_model(assets, MODEL), reference.categories(MODEL)
-    with torch.no_grad():
-        runs = [torch.softmax(model(torch.stack([p(image) for image, _ in drawn])), dim=1) for p in pipelines()]
+    labels, pictures = reference.categories(MODEL), [image for image, _ in drawn]
+    runs = [predictions.probabilities(assets, MODEL, pictures, preprocessing=p) for p in pipelines()]
     tops = [run.topk(2, dim=1) for run in runs]
     kept, per_scene = [], {}
     for row, (image, scene) in enumerate(drawn):
@@ -185,8 +185,8 @@ def test_model_has_the_pretrained_weights(student, assets):
 
 @question("q2")
 @points(2)
-def test_preprocess_matches_a_documented_pipeline(student, assets, data, answers):
-    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id)
+def test_preprocess_matches_a_documented_pipeline(student, assets, data, answers, predictions):
+    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id, predictions)
     tensors = preprocessed(student, answers, arrays)
     from PIL import Image
 
@@ -201,8 +201,8 @@ def test_preprocess_matches_a_documented_pipeline(student, assets, data, answers
 
 @question("q4")
 @points(2)
-def test_top_class_on_unseen_pictures(student, assets, data, answers):
-    arrays, expected = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id)
+def test_top_class_on_unseen_pictures(student, assets, data, answers, predictions):
+    arrays, expected = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id, predictions)
     predictions = predictions_of(student, answers, arrays)
     best = [max(pairs, key=lambda pair: pair[1])[0] for pairs in predictions]
     wrong = sum(b != e for b, e in zip(best, expected, strict=True))
@@ -211,13 +211,12 @@ def test_top_class_on_unseen_pictures(student, assets, data, answers):
 
 @question("q4")
 @points(2)
-def test_probabilities_are_the_softmax_of_the_model(student, assets, data, answers):
-    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id)
+def test_probabilities_are_the_softmax_of_the_model(student, assets, data, answers, predictions):
+    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id, predictions)
     predictions = predictions_of(student, answers, arrays)
     inputs = preprocessed(student, answers, arrays)
     index = {label: i for i, label in enumerate(reference.categories(MODEL))}
-    with torch.no_grad():
-        expected = torch.softmax(reference.load_model(assets, MODEL)(torch.stack(inputs)), dim=1)
+    expected = predictions.probabilities(assets, MODEL, inputs, preprocessing=None)
     for pairs, row in zip(predictions, expected, strict=True):
         values = [p for _, p in pairs]
         assert all(0.0 <= p <= 1.0 for p in values), (
@@ -237,8 +236,8 @@ def test_probabilities_are_the_softmax_of_the_model(student, assets, data, answe
 
 @question("q4")
 @points(1)
-def test_k_pairs_best_first(student, assets, data, answers):
-    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id)
+def test_k_pairs_best_first(student, assets, data, answers, predictions):
+    arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id, predictions)
     k = answers["k"]
     for pairs in predictions_of(student, answers, arrays):
         assert len(pairs) == k, f"`predict_topk(image, k={k})` should return {k} pairs"
@@ -250,8 +249,14 @@ def test_k_pairs_best_first(student, assets, data, answers):
 
 @question("q5")
 @points(0.5)
-def test_figure_bars_are_the_top5_of_the_picture_shown(student, workdir, assets):
+def test_figure_bars_are_the_top5_of_the_picture_shown(student, workdir, assets, predictions):
     record = reference.figure_record(student, workdir, FIGURE)
     reference.chart_is_top_k_of_picture(
-        record, FIGURE, assets=assets, model=MODEL, pipelines=pipelines(), tolerance=PROBABILITY_TOLERANCE
+        record,
+        FIGURE,
+        assets=assets,
+        model=MODEL,
+        pipelines=pipelines(),
+        tolerance=PROBABILITY_TOLERANCE,
+        predictions=predictions,
     )

@@ -112,33 +112,26 @@ def student_images(student, per_run):
     return per_run["images"]
 
 
-def reference_probabilities(assets, model_name, images, per_run):
-    """The reference model's softmax (N x 1000) for the given images, with its own preprocessing."""
+def reference_probabilities(assets, predictions, model_name, images, per_run):
+    """The reference model's softmax (N x 1000) for the given images, with its
+    own preprocessing, from the batch's store of trusted outputs (`predictions`)."""
     key = ("probabilities", model_name)
     if key not in per_run:
-        model, transform = load_model(assets, model_name), preprocessing(model_name)
-        with torch.no_grad():
-            if model_name == "resnet18":  # one pass gives the pooled features too
-                features = pooled_features(assets, [image for image, _ in images], transform)
-                per_run[("features", "weights")] = features
-                logits = model.fc(features)
-            else:
-                logits = torch.cat([model(batch) for batch in batches(images, transform)])
+        pictures, transform = [image for image, _ in images], preprocessing(model_name)
+        if model_name == "resnet18":  # the pooled features give the logits too
+            features = pooled_features(assets, predictions, pictures, transform)
+            per_run[("features", "weights")] = features
+            with torch.no_grad():
+                logits = load_model(assets, model_name).fc(features)
+        else:
+            logits = predictions.outputs(assets, model_name, pictures, preprocessing=transform)
         per_run[key] = torch.softmax(logits, dim=1)
     return per_run[key]
 
 
-def pooled_features(assets, images, transform):
+def pooled_features(assets, predictions, images, transform):
     """ResNet18's 512 pooled features (its fc input) for PIL images."""
-    model = load_model(assets, "resnet18")
-    body = torch.nn.Sequential(*list(model.children())[:-1])
-    with torch.no_grad():
-        return torch.cat([body(batch).flatten(1) for batch in batches([(i, None) for i in images], transform)])
-
-
-def batches(images, transform, size=20):
-    for start in range(0, len(images), size):
-        yield torch.stack([transform(image) for image, _ in images[start : start + size]])
+    return predictions.outputs(assets, "resnet18", images, preprocessing=transform, layer="pooled")
 
 
 def class_index():
@@ -192,10 +185,10 @@ def results_entries(results, name, labels):
     return entries
 
 
-def assert_results_match(student, assets, per_run, name, model_name):
+def assert_results_match(student, assets, predictions, per_run, name, model_name):
     images = student_images(student, per_run)
     entries = results_entries(student.fetch(name), name, [label for _, label in images])
-    reference = reference_probabilities(assets, model_name, images, per_run)
+    reference = reference_probabilities(assets, predictions, model_name, images, per_run)
     index = class_index()
     agreeing = sum(agrees(c, p, reference[i], index) for i, (c, p) in enumerate(entries))
     assert agreeing >= AGREEING_SHARE * len(entries), (
@@ -271,7 +264,7 @@ def test_resnet_in_eval_mode(student):
 
 @question("task2")
 @points(2)
-def test_run_inference_on_unseen_scenes(student, assets, data, fresh_seed):
+def test_run_inference_on_unseen_scenes(student, assets, data, fresh_seed, predictions):
     intel = data["intel-image-classification"]  # registered in assignments/assets.toml
     scenes = intel.hidden_module.held_out(intel.hidden, tuple(intel.module.SCENES), HELD_OUT_PER_CLASS, seed=fresh_seed)
     pixels = [np.asarray(image) for image, _ in scenes]
@@ -288,9 +281,9 @@ def test_run_inference_on_unseen_scenes(student, assets, data, fresh_seed):
         assert all(isinstance(name, str) and as_number(p) is not None for name, p in answer), (
             "each pair from `run_inference` should be a class name (string) and a probability (number)"
         )
-    with torch.no_grad():
-        logits = load_model(assets, "resnet18")(next(batches(scenes, preprocessing("resnet18"), size=len(scenes))))
-    reference = torch.softmax(logits, dim=1)
+    reference = predictions.probabilities(
+        assets, "resnet18", [image for image, _ in scenes], preprocessing=preprocessing("resnet18")
+    )
     index = class_index()
     for position, answer in enumerate(answers):
         classes, probabilities = [name for name, _ in answer], [as_number(p) for _, p in answer]
@@ -302,8 +295,8 @@ def test_run_inference_on_unseen_scenes(student, assets, data, fresh_seed):
 
 @question("task2")
 @points(2)
-def test_resnet_results_match_reference(student, assets, per_run):
-    assert_results_match(student, assets, per_run, "resnet_results", "resnet18")
+def test_resnet_results_match_reference(student, assets, predictions, per_run):
+    assert_results_match(student, assets, predictions, per_run, "resnet_results", "resnet18")
 
 
 # --- Task 3 ---
@@ -323,14 +316,14 @@ def test_efficientnet_is_pretrained(student, assets, fresh_seed):
 
 @question("task3")
 @points(2)
-def test_mobilenet_results_match_reference(student, assets, per_run):
-    assert_results_match(student, assets, per_run, "mobilenet_results", "mobilenet_v3_small")
+def test_mobilenet_results_match_reference(student, assets, predictions, per_run):
+    assert_results_match(student, assets, predictions, per_run, "mobilenet_results", "mobilenet_v3_small")
 
 
 @question("task3")
 @points(2)
-def test_effnet_results_match_reference(student, assets, per_run):
-    assert_results_match(student, assets, per_run, "effnet_results", "efficientnet_b0")
+def test_effnet_results_match_reference(student, assets, predictions, per_run):
+    assert_results_match(student, assets, predictions, per_run, "effnet_results", "efficientnet_b0")
 
 
 # --- Task 5 ---
@@ -352,7 +345,7 @@ def lesson_preprocessing():
 
 @question("task5")
 @points(1)
-def test_feature_matrix_matches_resnet18_features(student, assets, per_run):
+def test_feature_matrix_matches_resnet18_features(student, assets, predictions, per_run):
     matrix = student.fetch("feature_matrix")
     assert hasattr(matrix, "shape") and len(matrix.shape) == 2, "`feature_matrix` should be a 2-D array or tensor"
     rows = torch.as_tensor(matrix).detach().cpu().double()
@@ -361,10 +354,10 @@ def test_feature_matrix_matches_resnet18_features(student, assets, per_run):
         "`feature_matrix` should have one row of 512 features per image of `image_set`,"
         f" not shape {shape_for_hidden(rows.shape)}"
     )
-    reference_probabilities(assets, "resnet18", images, per_run)  # also computes the pooled features
+    reference_probabilities(assets, predictions, "resnet18", images, per_run)  # also computes the pooled features
     similarity = torch.cosine_similarity(rows, per_run[("features", "weights")].double(), dim=1)
     if (similarity < FEATURE_COSINE).any():
-        other = pooled_features(assets, [image for image, _ in images], lesson_preprocessing()).double()
+        other = pooled_features(assets, predictions, [image for image, _ in images], lesson_preprocessing()).double()
         similarity = torch.maximum(similarity, torch.cosine_similarity(rows, other, dim=1))
     matching = int((similarity >= FEATURE_COSINE).sum())
     assert matching >= AGREEING_SHARE * len(images), (

@@ -180,24 +180,20 @@ def project_parameters(network, seed):
     return result
 
 
-def _probabilities(assets, batch):
-    with torch.no_grad():
-        return torch.softmax(load_model(assets, MODEL)(batch.float()), dim=1)
-
-
 def held_out_scenes(scenes, per_class, seed):
     """(PIL image, scene) pairs of the grader's held-out Intel pictures (`scenes`: the course's asset)."""
     return scenes.hidden_module.held_out(scenes.hidden, tuple(scenes.module.SCENES), per_class, seed=seed)
 
 
 @functools.lru_cache(maxsize=2)
-def _clear_pictures(assets, scenes, set_id):
+def _clear_pictures(assets, scenes, set_id, predictions):
     """Up to PICTURES held-out pictures, one per scene where possible, whose
     reference top-1 is clear under both pipelines: (pixels, [(prepared tensor,
-    probabilities) per pipeline])."""
+    probabilities) per pipeline]). `predictions` is the worker's store of
+    trusted outputs (the same object for every submission it grades)."""
     del set_id  # part of the cache key only
     for per_class in (1, 3):  # a larger pool only where too few pictures are clear
-        chosen = _choose_clear(assets, held_out_scenes(scenes, per_class=per_class, seed=0))
+        chosen = _choose_clear(assets, held_out_scenes(scenes, per_class=per_class, seed=0), predictions)
         if len(chosen) >= MINIMUM_PICTURES:
             break
     if not chosen:  # the grader's assets, not the student: an error, not a failed check
@@ -205,9 +201,10 @@ def _clear_pictures(assets, scenes, set_id):
     return chosen
 
 
-def _choose_clear(assets, pool):
-    prepared = [torch.stack([p(image) for image, _ in pool]) for p in _pipelines()]
-    runs = [_probabilities(assets, batch) for batch in prepared]
+def _choose_clear(assets, pool, predictions):
+    pictures = [image for image, _ in pool]
+    prepared = [torch.stack([p(image) for image in pictures]) for p in _pipelines()]
+    runs = [predictions.probabilities(assets, MODEL, pictures, preprocessing=p) for p in _pipelines()]
     chosen, scenes_used = [], set()
     for second_pass in (False, True):
         for index, (image, scene) in enumerate(pool):
@@ -238,7 +235,7 @@ def _unseen_picture(scenes, set_id):
 _TOP5_ANSWERS = weakref.WeakKeyDictionary()  # student -> (answers, candidates): three checks, one kernel call
 
 
-def top5_of_pictures(student, assets, scenes):
+def top5_of_pictures(student, assets, scenes, predictions):
     """(the notebook's answers, the reference probabilities each answer may
     follow) for every clear held-out picture. Where the notebook's own
     `preprocess` prepares a picture differently from both accepted pipelines,
@@ -246,7 +243,7 @@ def top5_of_pictures(student, assets, scenes):
     so that a preprocessing mistake costs points in Model Question 4 only."""
     if student in _TOP5_ANSWERS:
         return _TOP5_ANSWERS[student]
-    chosen = _clear_pictures(assets, scenes, assets.set_id)
+    chosen = _clear_pictures(assets, scenes, assets.set_id, predictions)
     answers, prepared = student.probe(
         TOP5_OF_PICTURES, pictures=[pixels for pixels, _ in chosen], categories=categories(MODEL)
     )
@@ -257,7 +254,7 @@ def top5_of_pictures(student, assets, scenes):
         if usable and made.shape[0] == 3 and min(made.shape[1:]) >= 32:
             made = made.float()
             if not any(t.shape == made.shape and float((t - made).abs().max()) < 1e-4 for t, _ in accepted):
-                options.append(_probabilities(assets, made.unsqueeze(0))[0])
+                options.append(predictions.probabilities(assets, MODEL, [made], preprocessing=None)[0])
         candidates.append(options)
     _TOP5_ANSWERS[student] = (answers, candidates)
     return answers, candidates
@@ -454,8 +451,8 @@ def test_preprocess_normalises_like_the_weights(student, assets, data):
 
 @question("i1")
 @points(1)
-def test_top5_are_probability_pairs(student, assets, data):
-    answers, _ = top5_of_pictures(student, assets, data[SCENES_ASSET])
+def test_top5_are_probability_pairs(student, assets, data, predictions):
+    answers, _ = top5_of_pictures(student, assets, data[SCENES_ASSET], predictions)
     for answer in answers:
         pairs = pairs_of(answer)
         assert pairs is not None, "`get_top5_predictions` should return a list of 5 (class_name, probability) tuples"
@@ -468,8 +465,8 @@ def test_top5_are_probability_pairs(student, assets, data):
 
 @question("i1")
 @points(1)
-def test_top1_matches_the_model(student, assets, data):
-    answers, candidates = top5_of_pictures(student, assets, data[SCENES_ASSET])
+def test_top1_matches_the_model(student, assets, data, predictions):
+    answers, candidates = top5_of_pictures(student, assets, data[SCENES_ASSET], predictions)
     labels = categories(MODEL)
     for answer, options in zip(answers, candidates, strict=True):
         pairs = pairs_of(answer) or (list(answer[:1]) if isinstance(answer, (list, tuple)) else [])
@@ -483,8 +480,8 @@ def test_top1_matches_the_model(student, assets, data):
 
 @question("i1")
 @points(1)
-def test_top5_probabilities_match_the_model(student, assets, data):
-    answers, candidates = top5_of_pictures(student, assets, data[SCENES_ASSET])
+def test_top5_probabilities_match_the_model(student, assets, data, predictions):
+    answers, candidates = top5_of_pictures(student, assets, data[SCENES_ASSET], predictions)
     indices_of = {}
     for index, name in enumerate(categories(MODEL)):
         indices_of.setdefault(name, []).append(index)
@@ -511,10 +508,16 @@ def test_load_sample_image_for_every_scene(student, data):
 
 @question("i4")
 @points(1)
-def test_figure_bars_are_the_top5_of_the_picture_shown(student, workdir, assets):
+def test_figure_bars_are_the_top5_of_the_picture_shown(student, workdir, assets, predictions):
     record = figure_record(student, workdir, FIGURE)
     _, chart = picture_and_chart(record, FIGURE)
     assert len(chart.bars) == 5, f"the bar chart shows {count_for_hidden(len(chart.bars))} bars, not the top 5"
     chart_is_top_k_of_picture(
-        record, FIGURE, assets=assets, model=MODEL, pipelines=_pipelines(), tolerance=PROBABILITY_TOLERANCE
+        record,
+        FIGURE,
+        assets=assets,
+        model=MODEL,
+        pipelines=_pipelines(),
+        tolerance=PROBABILITY_TOLERANCE,
+        predictions=predictions,
     )
