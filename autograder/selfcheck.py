@@ -150,7 +150,7 @@ def _run_public_checks(chosen: Assignment, files: list[CheckFile], namespace: di
         return []
     config = chosen.config
     store = find_assets(chosen)
-    workdir = Path.cwd()
+    workdir = notebook_folder()
     shown = {str(workdir.resolve()): workdir, str(store.public.resolve()): store.public}
     student = NamespaceStudent(
         namespace,
@@ -175,6 +175,18 @@ def _run_public_checks(chosen: Assignment, files: list[CheckFile], namespace: di
     )
     failure = f"a cell that uses {', '.join(missing.named)}" if data_cells else None
     return run_checks(files, student, environment_failure=failure, context=context, budget_s=config.checks_budget_s)
+
+
+def notebook_folder() -> Path:
+    """The notebook's first working folder, as grading's `workdir`: the figure
+    recorder's (kept from its install, a notebook that changed directory since
+    wrote its files relative to it), else the current one."""
+    recorder = sys.modules.get(wire.FIGURES_MODULE)
+    state = getattr(recorder, "_state", None)
+    first = state.get("cwd") if isinstance(state, dict) else None
+    if isinstance(first, str) and first and Path(first).is_dir():
+        return Path(first)
+    return Path.cwd()
 
 
 def find_assets(chosen: Assignment) -> AssetStore:
