@@ -55,6 +55,7 @@ _state: dict[str, Any] = {
     "sequence": 0,
     "cwd": "",
     "drawn": False,
+    "paused": False,  # a self-check's own code is running (autograder.selfcheck): what it opens is not the notebook's
     "shown": weakref.WeakSet(),  # figures recorded at a `plt.show()` (kept alive by pyplot, not by this)
 }
 
@@ -224,7 +225,8 @@ _PATCHES = {
 
 
 def _note_opened(fp: Any) -> None:
-    if len(_state["opened"]) >= LIMITS["opened"]:  # a data loader opens thousands: no path to resolve for them
+    # paused: a self-check's own code; past the cap: a data loader opens thousands, no path to resolve for them
+    if _state["paused"] or len(_state["opened"]) >= LIMITS["opened"]:
         return
     name = fp if isinstance(fp, (str, os.PathLike)) else getattr(fp, "name", None)
     if not isinstance(name, (str, os.PathLike)):

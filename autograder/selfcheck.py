@@ -27,12 +27,14 @@ course's data set under /kaggle/input and the weights this kernel loaded
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import html
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,9 +152,9 @@ def _run_public_checks(chosen: Assignment, files: list[CheckFile], namespace: di
         return []
     config = chosen.config
     store = find_assets(chosen)
-    workdir = Path.cwd()
+    workdir = notebook_folder()
     shown = {str(workdir.resolve()): workdir, str(store.public.resolve()): store.public}
-    student = NamespaceStudent(
+    student = _NotebookStudent(
         namespace,
         timeout_s=config.bridge_timeout_s,
         max_bytes=int(config.max_value_mb * 1024 * 1024),
@@ -174,7 +176,44 @@ def _run_public_checks(chosen: Assignment, files: list[CheckFile], namespace: di
         datasets=Course(chosen.public_dir.parent.parent).datasets(),
     )
     failure = f"a cell that uses {', '.join(missing.named)}" if data_cells else None
-    return run_checks(files, student, environment_failure=failure, context=context, budget_s=config.checks_budget_s)
+    with _recording(False):
+        return run_checks(files, student, environment_failure=failure, context=context, budget_s=config.checks_budget_s)
+
+
+class _NotebookStudent(NamespaceStudent):
+    """The kernel's namespace, with the figure recorder noting what the notebook's
+    code opens while it answers, and not what the checks' own code opens (the
+    pictures a check compares against, which grading opens in its own process)."""
+
+    def _exchange(self, request: dict[str, Any], *, seconds: float, by_budget: bool) -> dict[str, Any]:
+        with _recording(True):
+            return super()._exchange(request, seconds=seconds, by_budget=by_budget)
+
+
+@contextlib.contextmanager
+def _recording(on: bool) -> Iterator[None]:
+    """The figure recorder notes opened images (on) or not (off) within the block."""
+    state = getattr(sys.modules.get(wire.FIGURES_MODULE), "_state", None)
+    if not isinstance(state, dict) or "paused" not in state:  # no recorder, or one of another version
+        yield
+        return
+    before, state["paused"] = state["paused"], not on
+    try:
+        yield
+    finally:
+        state["paused"] = before
+
+
+def notebook_folder() -> Path:
+    """The notebook's first working folder, as grading's `workdir`: the figure
+    recorder's (kept from its install, a notebook that changed directory since
+    wrote its files relative to it), else the current one."""
+    recorder = sys.modules.get(wire.FIGURES_MODULE)
+    state = getattr(recorder, "_state", None)
+    first = state.get("cwd") if isinstance(state, dict) else None
+    if isinstance(first, str) and first and Path(first).is_dir():
+        return Path(first)
+    return Path.cwd()
 
 
 def find_assets(chosen: Assignment) -> AssetStore:
