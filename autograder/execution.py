@@ -217,6 +217,28 @@ _FIGURE_RECORDER = figure_records.install_code(
 )
 
 
+GRADED = "this notebook is being graded: the grader runs the checks itself after the last cell"
+
+# A notebook that self-checks (`from autograder import selfcheck` ... `selfcheck.check()`)
+# is graded as it is: where the kernel cannot import the grader (the sandbox shows no
+# checkout), this stand-in module says the grader runs the checks; where it can (an installed
+# wheel), selfcheck.check() says the same ($AUTOGRADER_GRADING_KERNEL, workspace.kernel_env).
+_SELFCHECK_STAND_IN = f"""
+import importlib.util as _u, os as _o, sys as _s, types as _t
+_f = _u.find_spec("autograder")
+if _f is None or not (_f.origin and _o.path.exists(_f.origin)):
+    _p, _m = _t.ModuleType("autograder"), _t.ModuleType("autograder.selfcheck")
+    _p.__path__, _p.selfcheck = [], _m
+    def _check(*args, **kwargs):
+        print("selfcheck: " + {GRADED!r})
+    _m.check = _check
+    _s.modules.setdefault("autograder", _p)
+    _s.modules.setdefault("autograder.selfcheck", _m)
+    del _p, _m, _check
+del _u, _o, _s, _t, _f
+"""
+
+
 def seed_code(seed: int) -> str:
     return (
         f"import random as _r; _r.seed({seed}); del _r\n"
@@ -268,7 +290,7 @@ def executed_notebook(
         )
         _seal_runtime(workspace.runtime)
         try:
-            student.run_internal(seed_code(config.seed) + _FIGURE_RECORDER, timeout_s=120)
+            student.run_internal(seed_code(config.seed) + _FIGURE_RECORDER + _SELFCHECK_STAND_IN, timeout_s=120)
             record = _run_cells(client, notebook, config, student, launch.sandbox)
             _stop_listening(client)
             if record.status == "kernel-died":

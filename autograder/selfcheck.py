@@ -110,6 +110,11 @@ class SelfCheck:
 def check(assignment: str | None = None, question: str | None = None) -> None:
     """Run the assignment's public checks (one question's with `question`) against
     this kernel, and show a table of the verdicts: HTML in Jupyter, text elsewhere."""
+    if os.environ.get("AUTOGRADER_GRADING_KERNEL") == "1":  # `autograder grade` or `check` runs this notebook
+        from autograder.execution import GRADED
+
+        print(f"selfcheck: {GRADED}")
+        return
     try:
         done = run(assignment, question)
     except (LookupError, ValueError, UnknownAssignmentError) as error:  # what to ask for instead

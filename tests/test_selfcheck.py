@@ -147,3 +147,24 @@ def test_the_checks_tell_a_right_notebook_from_a_wrong_one(checked: Mapping[str,
         }
         assert verdicts["reference"] == {"passed"}, (name, verdicts)
         assert "failed" in verdicts["template"], (name, verdicts)
+
+
+@pytest.mark.slow
+def test_a_notebook_that_self_checks_is_graded_as_it_is(course: Course, tmp_path: Path) -> None:
+    """The README's two cells cost a graded notebook nothing: no cell error where
+    the sandbox shows no grader to import, no checks run inside the kernel."""
+    from autograder.execution import GRADED
+    from autograder.grading import grade_submission
+    from autograder.intake import read_submission
+
+    assignment = course.get("02_tensors")
+    path = with_selfcheck(assignment.solution, tmp_path / "02_tensors.ipynb", "02_tensors")
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells[-1].source = "selfcheck.check()"
+    nbformat.write(notebook, path)
+    submission = read_submission(path)
+    result = grade_submission(submission, assignment)
+    assert result.status == "graded" and result.score == result.max_score, result.reason
+    assert result.execution is not None and not result.execution.cell_errors, result.execution.cell_errors
+    printed = "".join(o.get("text", "") for o in submission.notebook.cells[-1].outputs)
+    assert printed.strip() == f"selfcheck: {GRADED}"
