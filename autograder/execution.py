@@ -222,7 +222,7 @@ GRADED = "this notebook is being graded: the grader runs the checks itself after
 # A notebook that self-checks (`from autograder import selfcheck` ... `selfcheck.check()`)
 # is graded as it is: where the kernel cannot import the grader (the sandbox shows no
 # checkout), this stand-in module says the grader runs the checks; where it can (an installed
-# wheel), selfcheck.check() says the same ($AUTOGRADER_GRADING_KERNEL, workspace.kernel_env).
+# wheel), selfcheck.check() says the same, seeing `wire.GRADING_MODULE` (`grading_marker`).
 _SELFCHECK_STAND_IN = f"""
 import importlib.util as _u, os as _o, sys as _s, types as _t
 _f = _u.find_spec("autograder")
@@ -237,6 +237,19 @@ if _f is None or not (_f.origin and _o.path.exists(_f.origin)):
     del _p, _m, _check
 del _u, _o, _s, _t, _f
 """
+
+
+def grading_marker(assets_kind: str) -> str:
+    """Kernel code that marks the kernel as being graded (in its memory, never its
+    environment, which must hold nothing of the grader's): the asset kind a
+    self-check's thresholds follow, and the self-check's stand-in."""
+    return (
+        "import sys as _s, types as _t\n"
+        f"_g = _t.ModuleType({wire.GRADING_MODULE!r})\n"
+        f"_g.assets_kind = {assets_kind!r}\n"
+        f"_s.modules[{wire.GRADING_MODULE!r}] = _g\n"
+        "del _s, _t, _g\n" + _SELFCHECK_STAND_IN
+    )
 
 
 def seed_code(seed: int) -> str:
@@ -290,7 +303,8 @@ def executed_notebook(
         )
         _seal_runtime(workspace.runtime)
         try:
-            student.run_internal(seed_code(config.seed) + _FIGURE_RECORDER + _SELFCHECK_STAND_IN, timeout_s=120)
+            marker = grading_marker(default_store().kind)
+            student.run_internal(seed_code(config.seed) + _FIGURE_RECORDER + marker, timeout_s=120)
             record = _run_cells(client, notebook, config, student, launch.sandbox)
             _stop_listening(client)
             if record.status == "kernel-died":

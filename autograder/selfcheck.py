@@ -18,7 +18,7 @@ figure checks say so.
 
 The assets the checks compare against are, in order: `$AUTOGRADER_ASSETS`;
 an asset folder made on this machine (`autograder assets synth` or `fetch`);
-the grading view's `/assets` (a notebook checked inside it); on Kaggle, the
+the grading view's `/assets` (a notebook checked inside it; the kind grading marked the kernel with); on Kaggle, the
 course's data set under /kaggle/input and the weights this kernel loaded
 (the `real` thresholds). Where none is found, the checks needing them are
 `environment`, never the student's failure.
@@ -110,7 +110,7 @@ class SelfCheck:
 def check(assignment: str | None = None, question: str | None = None) -> None:
     """Run the assignment's public checks (one question's with `question`) against
     this kernel, and show a table of the verdicts: HTML in Jupyter, text elsewhere."""
-    if os.environ.get("AUTOGRADER_GRADING_KERNEL") == "1":  # `autograder grade` or `check` runs this notebook
+    if wire.GRADING_MODULE in sys.modules:  # `autograder grade` or `check` runs this notebook
         from autograder.execution import GRADED
 
         print(f"selfcheck: {GRADED}")
@@ -231,7 +231,8 @@ def find_assets(chosen: Assignment) -> AssetStore:
     if made.kind != "none":
         return made
     if ASSETS_VIEW.is_dir():
-        return _linked_store({"": ASSETS_VIEW}, kind=os.environ.get("AUTOGRADER_ASSETS_KIND", "stand-in"))
+        kind = getattr(sys.modules.get(wire.GRADING_MODULE), "assets_kind", "stand-in")  # the grader says which
+        return _linked_store({"": ASSETS_VIEW}, kind=str(kind))
     if KAGGLE_INPUT.is_dir():
         links = {
             folder: KAGGLE_INPUT / path.strip("/")

@@ -35,6 +35,7 @@ from typing import Any
 
 MIME = "application/vnd.autograder.bridge+json"
 FIGURES_MODULE = "_autograder_figures"  # where the kernel keeps its figure recorder (figure_records.py)
+GRADING_MODULE = "_autograder_grading"  # present in a kernel being graded: what a self-check there needs to know
 MAX_DEPTH = 24
 MAX_ITEMS = 200_000
 MAX_CONTAINERS = 4 * MAX_ITEMS  # JSON lists and objects in one text: each costs ~60 bytes when parsed

@@ -137,8 +137,4 @@ def kernel_env(workdir: Path, runtime: Path, *, tmp: Path, assets: Path | None =
         "IPYTHONDIR": str(runtime / "ipython"),
         # torchvision finds weights in $TORCH_HOME/hub/checkpoints, read-only, no network
         "TORCH_HOME": str(torch_home),
-        # "stand-in" or "real": which thresholds an in-notebook self-check applies (autograder.selfcheck)
-        "AUTOGRADER_ASSETS_KIND": default_store().kind,
-        # selfcheck.check() in a notebook being graded leaves the checks to the grader
-        "AUTOGRADER_GRADING_KERNEL": "1",
     }
