@@ -203,8 +203,8 @@ def test_preprocess_matches_a_documented_pipeline(student, assets, data, answers
 @points(2)
 def test_top_class_on_unseen_pictures(student, assets, data, answers, predictions):
     arrays, expected = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id, predictions)
-    predictions = predictions_of(student, answers, arrays)
-    best = [max(pairs, key=lambda pair: pair[1])[0] for pairs in predictions]
+    answered = predictions_of(student, answers, arrays)
+    best = [max(pairs, key=lambda pair: pair[1])[0] for pairs in answered]
     wrong = sum(b != e for b, e in zip(best, expected, strict=True))
     assert wrong == 0, f"`predict_topk` names the wrong top class for {wrong} of {len(arrays)} pictures it never saw"
 
@@ -213,11 +213,11 @@ def test_top_class_on_unseen_pictures(student, assets, data, answers, prediction
 @points(2)
 def test_probabilities_are_the_softmax_of_the_model(student, assets, data, answers, predictions):
     arrays, _ = unseen_pictures(assets, data[SCENES_ASSET], assets.set_id, predictions)
-    predictions = predictions_of(student, answers, arrays)
+    answered = predictions_of(student, answers, arrays)
     inputs = preprocessed(student, answers, arrays)
     index = {label: i for i, label in enumerate(reference.categories(MODEL))}
     expected = predictions.probabilities(assets, MODEL, inputs, preprocessing=None)
-    for pairs, row in zip(predictions, expected, strict=True):
+    for pairs, row in zip(answered, expected, strict=True):
         values = [p for _, p in pairs]
         assert all(0.0 <= p <= 1.0 for p in values), (
             "`predict_topk` should give probabilities in [0, 1] (a softmax of the logits), not raw logits"
