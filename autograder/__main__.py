@@ -1,3 +1,3 @@
-from autograder.cli import main
+from autograder.warm import main
 
 main()

@@ -41,7 +41,8 @@ STANDALONE = {
     "autograder/wire.py": {"torch", "numpy", "IPython"},  # lazily, inside the kernel's functions
     "autograder/figure_records.py": {"matplotlib", "numpy", "PIL"},  # once the notebook imported them
     "autograder/isolation/entry.py": set(),
-    "autograder/isolation/forkserver.py": {"entry", "torch", "torchvision", "ipykernel"},
+    # a warm start's worker, a fork of the server, runs the grader's command line
+    "autograder/isolation/forkserver.py": {"entry", "torch", "ipykernel", "autograder"},
 }
 
 

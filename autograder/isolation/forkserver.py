@@ -4,12 +4,13 @@ enters its own sandbox exactly as entry.py does (same namespaces,
 cgroups, mounts, limits and fresh user) before it starts serving. A kernel
 then costs a fork instead of an interpreter start and a torch import.
 
-This file is run as a script (never imported by the grader), two ways:
+This file is run as a script (the grader imports only `served`, for a warm start), two ways:
 
-    python forkserver.py serve SOCKET
+    python forkserver.py serve SOCKET [--workers] [MODULE...]
         The server (root, started by the grader with a clean environment):
-        imports the heavy modules, prints "ready", and forks one kernel per
-        connection. It exits when its standard input closes (the grader is gone).
+        imports torch, ipykernel and the MODULEs, prints "ready", and forks
+        one kernel per connection (with --workers, a warm start's worker
+        too). It exits when its standard input closes (the grader is gone).
 
     python -I -S forkserver.py launch SOCKET SPEC_JSON -- KERNEL_ARGV...
         What jupyter_client starts as "the kernel": asks the server for a
@@ -19,6 +20,14 @@ This file is run as a script (never imported by the grader), two ways:
 Per kernel the server forks a holder, which makes the new namespaces (as
 `unshare` does) and forks the kernel, PID 1 of its PID namespace; the holder
 waits for it, and kills it when the launcher's connection closes.
+
+A warm start (warm.py, `autograder grade` of a few notebooks) asks the same
+server for a worker instead: a fork that stays root, outside any sandbox,
+takes the command's arguments, environment and folder, adopts this server
+for its kernels, and runs the command line, so that one torch import serves
+the grader and its kernels. Only a fork of the server (a worker) ever imports
+a check or reads a submission; kernels are forked from the server alone,
+whose memory holds neither (tests/hostile: the memory sentinel).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ _CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = (
 _NAMESPACES = _CLONE_NEWNS | _CLONE_NEWUTS | _CLONE_NEWIPC | _CLONE_NEWPID | _CLONE_NEWNET
 _PR_SET_PDEATHSIG = 1
 _MAX_REQUEST = 4 * 1024 * 1024  # a launcher's request: the sandbox's spec and the kernel's command
+_WORKER_GRACE_S = 20.0  # for a worker whose launcher is gone to tear down its kernel and sandbox
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -79,14 +89,24 @@ def _exactly(connection: socket.socket, size: int) -> bytes | None:
 
 
 def launch(path: str, spec: str, kernel: list[str]) -> int:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.connect(path)
-    socket.send_fds(connection, [b"\0"], [0, 1, 2])  # the kernel writes where this process would
-    _send(connection, {"spec": json.loads(spec), "kernel": kernel})
-    started = _receive(connection)
-    if started is None or "pid" not in started:
+    code = served(path, {"spec": json.loads(spec), "kernel": kernel})
+    if code is None:
         print("autograder: the fork server did not start the kernel", file=sys.stderr)
         return 1
+    return code
+
+
+def served(path: str, request: dict[str, Any]) -> int | None:
+    """Have the server at `path` fork what `request` asks for (a kernel, a
+    worker) with this process's standard streams, pass signals on to it, and
+    return its exit code; None if it was not started."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.connect(path)
+    socket.send_fds(connection, [b"\0"], [0, 1, 2])  # it writes where this process would
+    _send(connection, request)
+    started = _receive(connection)
+    if started is None or "pid" not in started:
+        return None
     pid = int(started["pid"])
 
     def forward(signum: int, _frame: object) -> None:
@@ -103,13 +123,19 @@ def launch(path: str, spec: str, kernel: list[str]) -> int:
 # --- the server -------------------------------------------------------------
 
 
-def serve(path: str) -> None:
+def serve(path: str, also: list[str]) -> None:
+    workers = "--workers" in also  # a warm start's server: it forks the grader's worker too
+    also = [module for module in also if module != "--workers"]
+    import importlib
+
     import entry  # noqa: F401  (beside this file)
 
     sys.path[:] = [p for p in sys.path if p != _HERE]  # the package's other modules are not top-level names
     import torch  # noqa: F401  (the point of this process: imported once, shared by every fork)
-    import torchvision  # noqa: F401
     from ipykernel import kernelapp  # noqa: F401
+
+    for module in also:  # torchvision, where the notebooks use it (it imports torch's compiler: a second)
+        importlib.import_module(module)
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
@@ -123,7 +149,7 @@ def serve(path: str) -> None:
         if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1):
             break  # the grader is gone, and has ended its kernels: any left are orphans
         if server in readable:
-            holders |= _accept(server)
+            holders |= _accept(server, workers)
     server.close()
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -147,7 +173,7 @@ def _reap(holders: set[int], *, block: bool = False) -> None:
         holders.discard(pid)
 
 
-def _accept(server: socket.socket) -> set[int]:
+def _accept(server: socket.socket, workers: bool) -> set[int]:
     """One launcher's request. Whatever arrives (a stranger's bytes, a stalled
     writer), it costs this connection only: the server keeps serving."""
     try:
@@ -159,14 +185,16 @@ def _accept(server: socket.socket) -> set[int]:
         connection.settimeout(10)
         _, fds, _, _ = socket.recv_fds(connection, 1, 3)
         request = _receive(connection)
-        if request is None or len(fds) != 3 or not isinstance(request.get("spec"), dict):
+        kind = "worker" if workers and request is not None and "worker" in request else "spec"
+        if request is None or len(fds) != 3 or not isinstance(request.get(kind), dict):
             return set()
         connection.settimeout(None)
         holder = os.fork()
         if holder == 0:
             try:
+                socket_path = server.getsockname()
                 server.close()
-                _hold(connection, request, fds)
+                _hold(connection, request, fds, socket_path, worker=kind == "worker")
             finally:
                 os._exit(70)
         return {holder}
@@ -178,33 +206,48 @@ def _accept(server: socket.socket) -> set[int]:
             os.close(fd)
 
 
-def _hold(connection: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_NAMESPACES) != 0:
-        raise OSError(ctypes.get_errno(), "unshare failed")
-    kernel = os.fork()  # PID 1 of the new PID namespace
-    if kernel == 0:
+def _hold(
+    connection: socket.socket, request: dict[str, Any], fds: list[int], socket_path: str, *, worker: bool
+) -> None:
+    if not worker:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(_NAMESPACES) != 0:
+            raise OSError(ctypes.get_errno(), "unshare failed")
+    child = os.fork()  # a kernel: PID 1 of the new PID namespace
+    if child == 0:
         try:
             connection.close()
-            _kernel(request, fds)
+            if worker:
+                _worker(request["worker"], fds, socket_path)
+            else:
+                _kernel(request, fds)
         finally:
             os._exit(70)
     for fd in fds:
         os.close(fd)
-    _send(connection, {"pid": kernel})
-    ended = os.pidfd_open(kernel)
+    _send(connection, {"pid": child})
+    ended = os.pidfd_open(child)
     while True:
         readable, _, _ = select.select([connection.fileno(), ended], [], [])
         if ended in readable:
             break
-        if not connection.recv(64):  # the launcher was killed: so is its kernel
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(kernel, signal.SIGKILL)
+        if not connection.recv(64):  # the launcher was killed: so is its kernel, or its worker
+            _end(child, ended, worker)
             break
-    _, status = os.waitpid(kernel, 0)
+    _, status = os.waitpid(child, 0)
     with contextlib.suppress(OSError):
         _send(connection, {"exit": os.waitstatus_to_exitcode(status)})
     os._exit(0)
+
+
+def _end(child: int, ended: int, worker: bool) -> None:
+    """A kernel is killed; a worker is asked to stop (it tears down its sandbox)
+    and killed if it has not within the grace period."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child, signal.SIGTERM if worker else signal.SIGKILL)
+    if worker and not select.select([ended], [], [], _WORKER_GRACE_S)[0]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def _kernel(request: dict[str, Any], fds: list[int]) -> None:
@@ -245,11 +288,66 @@ def _kernel(request: dict[str, Any], fds: list[int]) -> None:
     os._exit(code)
 
 
+def _worker(job: dict[str, Any], fds: list[int], socket_path: str) -> None:
+    """The command line of a warm start, run in this fork as the launcher
+    would have run it, with the server's torch already imported."""
+    import io
+
+    import torch
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the holder gone, the worker stops
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    os.closerange(3, 65536)  # nothing of the server's: its socket, its pipe, the launcher's connection
+    os.chdir(job["cwd"])
+    os.environ.clear()
+    os.environ.update(job["env"])
+    import tempfile
+
+    tempfile.tempdir = None
+    sys.path[:] = list(job["path"])
+    sys.argv = list(job["argv"])
+    # the streams anew, as Python makes them at start (the server's were pipes)
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=job["encoding"])
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        written = io.TextIOWrapper(
+            io.FileIO(fd, "w", closefd=False),
+            encoding=job["encoding"],
+            errors="backslashreplace" if fd == 2 else "strict",
+            line_buffering=os.isatty(fd) or fd == 2,
+            write_through=fd == 2,
+        )
+        setattr(sys, name, written)
+    torch.set_num_threads(int(job["threads"]))
+    from autograder.cli import main
+    from autograder.isolation.namespaces import ForkServer
+
+    ForkServer.adopt(socket_path)
+    code = 0
+    try:
+        main()
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
+        if not isinstance(error.code, (int, type(None))):
+            print(error.code, file=sys.stderr)
+    finally:
+        import atexit
+
+        atexit._run_exitfuncs()  # as the interpreter would at exit (the server's os._exit skips them)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve(sys.argv[2])
+        serve(sys.argv[2], sys.argv[3:])
     elif sys.argv[1] == "launch":
         split = sys.argv.index("--")
         sys.exit(launch(sys.argv[2], sys.argv[3], sys.argv[split + 1 :]))
     else:
-        sys.exit(f"usage: {sys.argv[0]} serve SOCKET | launch SOCKET SPEC_JSON -- KERNEL_ARGV...")
+        sys.exit(
+            f"usage: {sys.argv[0]} serve SOCKET [--workers] [MODULE...] | launch SOCKET SPEC_JSON -- KERNEL_ARGV..."
+        )

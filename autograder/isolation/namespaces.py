@@ -254,12 +254,17 @@ def _tear_down(uid: int, cgroups: list[Path], home: Path) -> None:
 class ForkServer:
     """This process's fork server (forkserver.py), started on first use and
     stopped when the process exits. Off with AUTOGRADER_FORKSERVER=0; where it
-    cannot start, kernels start the plain way (and the reason is kept)."""
+    cannot start, kernels start the plain way (and the reason is kept).
+
+    A warm start's worker (warm.py) `adopt`s the server it was forked from."""
 
     _current: ForkServer | None = None
     _failed: str | None = None
+    process: subprocess.Popen[bytes] | None
+    folder: Path | None
 
-    def __init__(self) -> None:
+    def __init__(self, *, own_session: bool = False, preload: tuple[str, ...] = ("torchvision",)) -> None:
+        """`own_session`: a warm start's server, which forks the grader's worker too."""
         base = _sandbox_base().parent
         base.mkdir(parents=True, exist_ok=True)
         remove_leftovers_of_dead_graders()
@@ -268,14 +273,40 @@ class ForkServer:
         self.socket = self.folder / "socket"
         env = clean_env(home=self.folder, tmp=Path("/tmp"))
         self.process = subprocess.Popen(
-            [sys.executable, str(_FORKSERVER), "serve", str(self.socket)],
+            [sys.executable, str(_FORKSERVER), "serve", str(self.socket), *(["--workers"] * own_session), *preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
             cwd=self.folder,
+            # a warm start's (warm.py): it forks the grader too, and a terminal's
+            # Ctrl-C reaches the launcher alone, which passes it on
+            start_new_session=own_session,
         )
         self._ready = False
+
+    @classmethod
+    def adopt(cls, socket: str) -> None:
+        """Use the server listening at `socket` (the one this worker was forked
+        from) for this process's kernels; its launcher stops it."""
+        server = cls.__new__(cls)
+        server.folder, server.socket, server.process, server._ready = None, Path(socket), None, True
+        cls._current = server
+
+    def ready(self, timeout_s: float = 180) -> bool:
+        """Wait until the server has imported what it shares; False if it failed (then stopped)."""
+        if self._ready:
+            return True
+        assert self.process is not None and self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        line = self.process.stdout.readline() if ready else b""
+        self._ready = line.strip() == b"ready" and self.process.poll() is None
+        if not self._ready:
+            self.stop()
+        return self._ready
+
+    def failure(self) -> str:
+        return "the fork server did not start: " + _tail(self.process.stderr if self.process else None)
 
     @classmethod
     def start(cls) -> None:
@@ -290,20 +321,15 @@ class ForkServer:
             return None
         cls.start()
         server = cls._current
-        if server is None or server._ready:
+        if server is None or server.ready():
             return server
-        assert server.process.stdout is not None
-        ready, _, _ = select.select([server.process.stdout], [], [], 180)
-        line = server.process.stdout.readline() if ready else b""
-        if line.strip() == b"ready" and server.process.poll() is None:
-            server._ready = True
-            return server
-        server.stop()
         cls._current = None
-        cls._failed = "the fork server did not start: " + _tail(server.process.stderr)
+        cls._failed = server.failure()
         return None
 
     def stop(self) -> None:
+        if self.process is None or self.folder is None:  # adopted: its launcher stops it
+            return
         with contextlib.suppress(OSError):
             if self.process.stdin is not None:
                 self.process.stdin.close()  # the server's signal to finish

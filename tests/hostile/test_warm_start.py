@@ -1,0 +1,284 @@
+"""The warm start (autograder/warm.py): `autograder grade` of a few notebooks
+runs as a worker forked from the fork server, whose kernels are forked from the
+server alone. Here, through the real command as root:
+
+- a kernel's own memory (`gc.get_objects()`, `/proc/self/mem`) holds neither a
+  sentinel planted in the hidden checks nor one in an earlier submission that
+  the same worker graded, and the scan finds one the kernel made itself;
+- the hostile suite's named subset (WARM_ATTACKS) holds on this start path;
+- the scores are those of the default start path;
+- the launcher's SIGTERM and SIGKILL take the worker, its kernel and its
+  sandbox with them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from autograder.results import SubmissionResult
+from tests.conftest import ROOT, TENSORS, write_notebook
+from tests.hostile.attacks import ATTACKS, TRUST_ATTACKS, VIEW_ATTACKS
+from tests.hostile.test_hostile import SENTINEL, Arena, arena, hostile_notebook, sandbox_processes, tree_digest
+
+__all__ = ["arena"]  # the hostile suite's course, sentinels and listener, made anew for this module
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
+
+COMMAND = Path(sys.executable).parent / "autograder"
+# the attacks on what a warm start changes: the grader's environment and memory, its
+# processes and sockets, hidden material by path, and a kernel that dies
+WARM_ATTACKS = (
+    "read-the-grader-environment",
+    "reach-other-processes",
+    "point-the-grader-at-another-socket",
+    "read-hidden-checks-by-path",
+    "read-other-submission",
+    "os-exit",
+)
+PUBLIC_CHECK = """
+import pytest
+
+
+@pytest.mark.question("clean")
+@pytest.mark.points(1)
+def test_nothing_of_the_grader_in_the_kernel(student):
+    found = student.fetch("found")
+    assert found == ["own"], f"the kernel's memory holds: {found}"
+
+
+@pytest.mark.question("forked")
+@pytest.mark.points(1)
+def test_the_kernel_is_a_fork_of_the_server(student):
+    assert "forkserver.py" in student.fetch("started_as")
+
+
+@pytest.mark.question("warm")
+@pytest.mark.points(1)
+def test_the_grader_is_a_worker_of_the_server():
+    with open("/proc/self/cmdline", "rb") as cmdline:
+        assert b"forkserver.py" in cmdline.read()
+"""
+HIDDEN_CHECK = """
+import pytest
+
+PLANTED = "{sentinel}"
+
+
+@pytest.mark.question("hidden")
+@pytest.mark.points(1)
+def test_hidden(student):
+    assert PLANTED
+"""
+# Each sentinel is written in two halves, joined only where it is planted: the
+# scan looks for a first half followed by the second, so its own source holds none.
+SCAN = """
+import ctypes
+import gc
+import os
+
+
+class Span(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+
+PARTS = {parts!r}
+mine = "".join(PARTS["own"])  # planted by the kernel itself: the scan must find it
+
+
+def _in(text, first, second):
+    at = text.find(first)
+    while at >= 0:
+        if text.startswith(second, at + len(first)):
+            return True
+        at = text.find(first, at + 1)
+    return False
+
+
+def scan():
+    found = set()
+    for holder in gc.get_objects():
+        items = list(holder.items()) if isinstance(holder, dict) else holder
+        if not isinstance(items, (list, tuple, set, frozenset)):
+            continue
+        for item in items:
+            for text in item if isinstance(item, tuple) else (item,):
+                if isinstance(text, str):
+                    found.update(name for name, (a, b) in PARTS.items() if _in(text, a, b))
+    wanted = {{name: (a.encode(), b.encode()) for name, (a, b) in PARTS.items()}}
+    # the kernel's own memory, read as a debugger would (its /proc/self/mem is root's once its uid changed)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.process_vm_readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+    libc.process_vm_readv.restype = ctypes.c_ssize_t
+    size = 1 << 24
+    buffer = ctypes.create_string_buffer(size + 64)
+    local, remote = Span(ctypes.addressof(buffer), 0), Span(0, 0)
+    with open("/proc/self/maps") as maps:
+        regions = [line.split() for line in maps]
+    for fields in regions:
+        if "r" not in fields[1] or (len(fields) > 5 and fields[5] not in ("[heap]", "[stack]")):
+            continue  # files mapped in are the same for every process: the heap and anonymous memory
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        for offset in range(start, end, size):
+            local.length = remote.length = min(size + 64, end - offset)
+            remote.base = offset
+            got = libc.process_vm_readv(os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+            if got <= 0:
+                continue
+            chunk = buffer.raw[:got]
+            for name, (a, b) in wanted.items():
+                at = chunk.find(a)
+                while at >= 0:
+                    if chunk[at + len(a) : at + len(a) + len(b)] == b:
+                        found.add(name)
+                        break
+                    at = chunk.find(a, at + 1)
+    return sorted(found)
+
+
+found = scan()
+started_as = open("/proc/self/cmdline").read()
+"""
+
+
+def _halves(sentinel: str) -> tuple[str, str]:
+    return sentinel[: len(sentinel) // 2], sentinel[len(sentinel) // 2 :]
+
+
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(COMMAND), *args], capture_output=True, text=True, timeout=timeout, env={**os.environ}, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def sentinel_course(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A course whose hidden check holds one sentinel, a first submission that
+    plants another after its scan, and a second that scans."""
+    root = tmp_path_factory.mktemp("warm")
+    course = root / "course"
+    (course / "assignments" / "warm" / "public_checks").mkdir(parents=True)
+    (course / "solutions" / "warm" / "hidden_checks").mkdir(parents=True)
+    in_check, earlier, own = (f"WARM-{secrets.token_hex(12)}" for _ in range(3))
+    (course / "assignments" / "warm" / "public_checks" / "test_warm.py").write_text(PUBLIC_CHECK)
+    (course / "solutions" / "warm" / "hidden_checks" / "test_hidden.py").write_text(
+        HIDDEN_CHECK.format(sentinel=in_check)
+    )
+    (course / "solutions" / "warm" / "assignment.toml").write_text("cell_timeout_s = 120\nnotebook_timeout_s = 300\n")
+    scan = SCAN.format(parts={"check": _halves(in_check), "earlier": _halves(earlier), "own": _halves(own)})
+    write_notebook(course / "assignments" / "warm" / "warm.ipynb", scan)
+    first = write_notebook(root / "a_first.ipynb", scan, f"planted = {earlier!r}")
+    second = write_notebook(root / "b_second.ipynb", scan)
+    return course, first, second
+
+
+def test_a_kernel_holds_no_hidden_check_and_no_earlier_submission(sentinel_course: tuple[Path, Path, Path]) -> None:
+    course, first, second = sentinel_course
+    done = _run("--course", str(course), "grade", str(first), str(second), "-a", "warm")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "holds:" not in done.stdout, done.stdout
+    assert len(re.findall(r"score 4/4", done.stdout)) == 2, done.stdout  # clean, forked, warm, hidden: each
+
+
+def _graded_warm(arena: Arena, attack_id: str) -> SubmissionResult:
+    attack = next(a for a in (*ATTACKS, *VIEW_ATTACKS, *TRUST_ATTACKS) if a.id == attack_id)
+    path = hostile_notebook(arena, attack)
+    before = tree_digest(arena.course.root, arena.out, arena.other.parent)
+    report = arena.root / f"{attack_id}.json"
+    done = _run("--course", str(arena.course.root), "grade", str(path), "-a", TENSORS, "--json", str(report))
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert tree_digest(arena.course.root, arena.out, arena.other.parent) == before, attack_id
+    return SubmissionResult.from_json(report.read_text())
+
+
+@pytest.mark.parametrize("attack_id", WARM_ATTACKS)
+def test_the_named_hostile_subset_holds_on_the_warm_start(arena: Arena, attack_id: str) -> None:
+    attack = next(a for a in (*ATTACKS, *VIEW_ATTACKS, *TRUST_ATTACKS) if a.id == attack_id)
+    result = _graded_warm(arena, attack_id)
+    assert result.status == "graded", result.reason
+    canary = next(c for c in result.checks if c.question == "canary")
+    if attack.expect == "kernel-died":
+        assert result.execution is not None and result.execution.status == "kernel-died"
+        assert "kernel" in canary.message
+    else:
+        assert result.score == result.max_score > 0, [
+            (c.name, c.message) for c in result.checks if c.status != "passed"
+        ]
+        assert canary.message.replace('"', "'").startswith(f"canary='{attack.blocked}"), canary.message
+    assert SENTINEL not in result.to_json()
+    assert sandbox_processes() == [] and arena.listener_hits == []
+
+
+def test_the_warm_start_scores_as_the_default_start(
+    graded_solutions: Mapping[str, SubmissionResult], tmp_path: Path
+) -> None:
+    report = tmp_path / "warm.json"
+    notebook = ROOT / "solutions" / TENSORS / f"{TENSORS}.ipynb"
+    done = _run("grade", str(notebook), "-a", TENSORS, "--json", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    warm, default = json.loads(report.read_text()), json.loads(graded_solutions[TENSORS].to_json())
+    assert [(c["name"], c["status"], c["message"]) for c in warm["checks"]] == [
+        (c["name"], c["status"], c["message"]) for c in default["checks"]
+    ]
+    assert (warm["score"], warm["isolation"].split()[0]) == (default["score"], "namespaces")
+
+
+def _warm_processes() -> set[tuple[int, int]]:
+    """(uid, pid) of every process of a warm start's server: the server, its
+    holders, the worker (root) and the kernels forked from it (a sandbox's uid)."""
+    lines = subprocess.run(["ps", "-ww", "-eo", "uid=,pid=,args="], capture_output=True, text=True, check=True).stdout
+    return {
+        (int(line.split()[0]), int(line.split()[1]))
+        for line in lines.splitlines()
+        if "forkserver.py serve" in line and "--workers" in line and sys.prefix in line
+    }
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_the_launcher_s_end_ends_the_worker_its_kernel_and_its_sandbox(tmp_path: Path, how: signal.Signals) -> None:
+    notebook = write_notebook(tmp_path / "sleeps.ipynb", "import time\nstarted = True\ntime.sleep(120)")
+    before = _warm_processes()
+    launcher = subprocess.Popen(
+        [str(COMMAND), "grade", str(notebook), "-a", TENSORS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(uid >= 200_000 for uid, _ in _warm_processes() - before) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the kernel, forked from the warm server, is up
+        assert any(uid >= 200_000 for uid, _ in _warm_processes() - before), "no kernel forked from a warm server"
+        launcher.send_signal(how)
+        code = launcher.wait(timeout=60)
+        said = launcher.stdout.read() if launcher.stdout else ""
+        assert code == (143 if how == signal.SIGTERM else -signal.SIGKILL), said
+        deadline = time.monotonic() + 40  # a worker whose launcher was killed tears down on its own
+        while (_warm_processes() - before or sandbox_processes()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _warm_processes() - before == set()
+        assert sandbox_processes() == []
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        if launcher.stdout is not None:
+            launcher.stdout.close()
+
+
+def test_commands_the_warm_start_does_not_serve_run_as_before() -> None:
+    from autograder.warm import wanted
+
+    assert wanted(["grade", "a.ipynb"]) == (os.geteuid() == 0)
+    assert wanted(["--course", "c", "check", "a.ipynb"]) == (os.geteuid() == 0)
+    for cold in (["grade", "d", "--out", "o"], ["grade", "a.ipynb", "--docker=img"], ["list"], ["grade", "-h"], []):
+        assert not wanted(cold), cold
