@@ -2,11 +2,12 @@
 
 `autograder grade NOTEBOOK` used to import torch twice: in the grader (the
 checks compare tensors) and in the fork server its kernels are forked from.
-Here, as root where the sandbox can be built, `grade` and `check` of a few
-notebooks (no `--out`, no `--docker`) start the fork server first and have it
-fork the grader itself (a worker: forkserver.py, `_worker`), which adopts the
-server for its kernels: one torch import serves the grader, its checks and
-its kernels. This process only passes its arguments, environment, folder,
+Here `grade` and `check` of a few notebooks (no `--out`, no `--docker`), as
+root where the sandbox can be built or as a student on Linux, start the fork
+server first and have it fork the grader itself (a worker: forkserver.py,
+`_worker`), which adopts the server for its kernels (the sandbox's, or off
+root the user-namespace view's): one torch import serves the grader, its
+checks and its kernels. This process only passes its arguments, environment, folder,
 standard streams and signals on, and exits with the worker's code.
 
 The server's memory never holds a check or a submission: the worker, a fork
@@ -40,7 +41,7 @@ def main() -> None:
 def wanted(args: Sequence[str]) -> bool:
     """Whether this command line is one a warm start serves here (an honest
     guess from the words alone: a wrong one costs time, never a result)."""
-    if sys.platform != "linux" or os.geteuid() != 0 or os.environ.get("AUTOGRADER_IN_CONTAINER") == "1":
+    if sys.platform != "linux" or os.environ.get("AUTOGRADER_IN_CONTAINER") == "1":
         return False
     if os.environ.get("AUTOGRADER_WARM", "1") == "0" or os.environ.get("AUTOGRADER_FORKSERVER", "1") == "0":
         return False
@@ -58,8 +59,8 @@ def run_warm(argv: Sequence[str]) -> int | None:
     from autograder.isolation.forkserver import served
     from autograder.isolation.namespaces import ForkServer, missing_for_the_sandbox
 
-    if missing_for_the_sandbox():
-        return None
+    if os.geteuid() == 0 and missing_for_the_sandbox():
+        return None  # root without the sandbox (the fresh-uid tier): its kernels are not forked
     server = ForkServer(own_session=True, preload=_preload(argv))
     try:
         if not server.ready():

@@ -53,6 +53,7 @@ _CLONE_NEWNS, _CLONE_NEWUTS, _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = (
     0x40000000,
 )
 _NAMESPACES = _CLONE_NEWNS | _CLONE_NEWUTS | _CLONE_NEWIPC | _CLONE_NEWPID | _CLONE_NEWNET
+_CLONE_NEWUSER = 0x10000000  # off root (a spec with `same_user`): `unshare --user --map-root-user` adds it
 _PR_SET_PDEATHSIG = 1
 _MAX_REQUEST = 4 * 1024 * 1024  # a launcher's request: the sandbox's spec and the kernel's command
 _WORKER_GRACE_S = 20.0  # for a worker whose launcher is gone to tear down its kernel and sandbox
@@ -210,9 +211,7 @@ def _hold(
     connection: socket.socket, request: dict[str, Any], fds: list[int], socket_path: str, *, worker: bool
 ) -> None:
     if not worker:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.unshare(_NAMESPACES) != 0:
-            raise OSError(ctypes.get_errno(), "unshare failed")
+        _new_namespaces(bool(request["spec"].get("same_user")))
     child = os.fork()  # a kernel: PID 1 of the new PID namespace
     if child == 0:
         try:
@@ -238,6 +237,19 @@ def _hold(
     with contextlib.suppress(OSError):
         _send(connection, {"exit": os.waitstatus_to_exitcode(status)})
     os._exit(0)
+
+
+def _new_namespaces(own_user: bool) -> None:
+    """The namespaces `unshare` makes for a kernel; off root, inside a user
+    namespace of its own whose root is the user (as --map-root-user does)."""
+    uid, gid = os.getuid(), os.getgid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_NAMESPACES | (_CLONE_NEWUSER if own_user else 0)) != 0:
+        raise OSError(ctypes.get_errno(), "unshare failed")
+    if own_user:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as handle:
+                handle.write(text)
 
 
 def _end(child: int, ended: int, worker: bool) -> None:

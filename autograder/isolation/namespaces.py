@@ -35,6 +35,7 @@ from autograder.assets import default_store
 from autograder.config import AssignmentConfig
 from autograder.isolation.processes import (
     BEING_MADE_S,
+    TEMP_PREFIX,
     cgroup_members,
     claim,
     kill_everything_of,
@@ -131,8 +132,7 @@ def sandboxed(config: AssignmentConfig) -> Iterator[Workspace]:
         server = ForkServer.get()
         argv: tuple[str, ...]
         if server is not None:  # the same sandbox, entered by a fork of a process with torch imported
-            launcher = (sys.executable, "-I", "-S", str(_FORKSERVER), "launch", str(server.socket), json.dumps(spec))
-            argv = (*launcher, "--", sys.executable, *KERNEL)
+            argv = (*server.launcher(spec), "--", sys.executable, *KERNEL)
         else:
             argv = (*UNSHARE, *entry_argv(spec))
         description = f"uid {uid}, {config.memory_mb} MiB, {config.processes} processes, no network"
@@ -265,10 +265,14 @@ class ForkServer:
 
     def __init__(self, *, own_session: bool = False, preload: tuple[str, ...] = ("torchvision",)) -> None:
         """`own_session`: a warm start's server, which forks the grader's worker too."""
-        base = _sandbox_base().parent
-        base.mkdir(parents=True, exist_ok=True)
-        remove_leftovers_of_dead_graders()
-        self.folder = Path(tempfile.mkdtemp(prefix="forkserver-", dir=base))  # 0700, root's
+        if os.geteuid() == 0:
+            base, prefix = _sandbox_base().parent, "forkserver-"
+            base.mkdir(parents=True, exist_ok=True)
+            remove_leftovers_of_dead_graders()
+        else:  # a student's warm start (its kernels in user namespaces): a temp folder of the user's
+            base, prefix = Path(tempfile.gettempdir()), f"{TEMP_PREFIX}forkserver-"
+            remove_dead_temp_folders()
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))  # 0700, its user's
         claim(self.folder)
         self.socket = self.folder / "socket"
         env = clean_env(home=self.folder, tmp=Path("/tmp"))
@@ -292,6 +296,16 @@ class ForkServer:
         server = cls.__new__(cls)
         server.folder, server.socket, server.process, server._ready = None, Path(socket), None, True
         cls._current = server
+
+    @classmethod
+    def adopted(cls) -> ForkServer | None:
+        """The server a warm start's worker was forked from, if this process is one."""
+        server = cls._current
+        return server if server is not None and server.process is None else None
+
+    def launcher(self, spec: dict[str, Any]) -> tuple[str, ...]:
+        """What jupyter_client starts as the kernel: the launcher that asks this server for one."""
+        return (sys.executable, "-I", "-S", str(_FORKSERVER), "launch", str(self.socket), json.dumps(spec))
 
     def ready(self, timeout_s: float = 180) -> bool:
         """Wait until the server has imported what it shares; False if it failed (then stopped)."""

@@ -36,9 +36,9 @@ from typing import Any
 
 from autograder.config import AssignmentConfig
 from autograder.course import Course
-from autograder.isolation.namespaces import ASSETS_VIEW, UNSHARE, covered, kaggle_links, kernel_view
+from autograder.isolation.namespaces import ASSETS_VIEW, UNSHARE, ForkServer, covered, kaggle_links, kernel_view
 from autograder.isolation.processes import owned_temp_folder
-from autograder.isolation.workspace import KernelLaunch, Workspace, entry_argv, kernel_env, privilege_drop
+from autograder.isolation.workspace import KERNEL, KernelLaunch, Workspace, entry_argv, kernel_env, privilege_drop
 
 SWITCH = "AUTOGRADER_NO_USER_NAMESPACE"  # "1": never try, start the kernel the plain way
 _LAUNCHER = (UNSHARE[0], "--user", "--map-root-user", *UNSHARE[1:])
@@ -80,7 +80,12 @@ def viewed(config: AssignmentConfig, description: str) -> Iterator[Workspace]:
     """A workspace whose kernel sees the grading view, as the user who runs the grader."""
     with owned_temp_folder("view-") as scratch:  # 0700, the user's; removed by the next grader if this one dies
         workdir, runtime, root = _folders(scratch)
-        argv = (*_LAUNCHER, *entry_argv(_spec(config, workdir, runtime, root)))
+        spec = _spec(config, workdir, runtime, root)
+        server = ForkServer.adopted()
+        if server is not None:  # a warm start's: the same namespaces and entry steps, in a fork with torch imported
+            argv = (*server.launcher(spec), "--", sys.executable, *KERNEL)
+        else:
+            argv = (*_LAUNCHER, *entry_argv(spec))
         launch = KernelLaunch(argv, {}, sandbox="your own user, in user namespaces: the grading view, no network")
         yield Workspace(workdir, runtime, launch, assets=ASSETS_VIEW, isolation=description)
 

@@ -8,7 +8,9 @@ server alone. Here, through the real command as root:
 - the hostile suite's named subset (WARM_ATTACKS) holds on this start path;
 - the scores are those of the default start path;
 - the launcher's SIGTERM and SIGKILL take the worker, its kernel and its
-  sandbox with them.
+  sandbox with them;
+- off root, a student's `check` is a worker of a server of the student's own,
+  and its kernel, in the user-namespace view, a fork of that server.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,11 +30,13 @@ from pathlib import Path
 import pytest
 
 from autograder.results import SubmissionResult
+from tests import other_user
 from tests.conftest import ROOT, TENSORS, write_notebook
 from tests.hostile.attacks import ATTACKS, TRUST_ATTACKS, VIEW_ATTACKS
 from tests.hostile.test_hostile import SENTINEL, Arena, arena, hostile_notebook, sandbox_processes, tree_digest
 
 __all__ = ["arena"]  # the hostile suite's course, sentinels and listener, made anew for this module
+student, user_namespaces = other_user.student, other_user.user_namespaces  # the fixtures, for this module
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -278,7 +283,22 @@ def test_the_launcher_s_end_ends_the_worker_its_kernel_and_its_sandbox(tmp_path:
 def test_commands_the_warm_start_does_not_serve_run_as_before() -> None:
     from autograder.warm import wanted
 
-    assert wanted(["grade", "a.ipynb"]) == (os.geteuid() == 0)
-    assert wanted(["--course", "c", "check", "a.ipynb"]) == (os.geteuid() == 0)
+    assert wanted(["grade", "a.ipynb"])
+    assert wanted(["--course", "c", "check", "a.ipynb"])
     for cold in (["grade", "d", "--out", "o"], ["grade", "a.ipynb", "--docker=img"], ["list"], ["grade", "-h"], []):
         assert not wanted(cold), cold
+
+
+def test_off_root_the_student_s_check_is_warm_too(
+    student: other_user.OtherUser, user_namespaces: None, sentinel_course: tuple[Path, Path, Path]
+) -> None:
+    course, _, second = sentinel_course
+    mine = student.home / "course"
+    shutil.copytree(course / "assignments", mine / "assignments")  # the public part: a student's own copy
+    for path in [mine, *mine.rglob("*")]:
+        os.chown(path, student.uid, student.gid)
+    notebook = student.give(second)
+    done = student.run(str(COMMAND), "--course", str(mine), "check", str(notebook), "-a", "warm", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    verdicts = {row["question"]: row["verdict"] for row in json.loads(done.stdout)[0]["questions"]}
+    assert verdicts == {"clean": "passed", "forked": "passed", "warm": "passed"}, done.stdout
