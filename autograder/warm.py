@@ -7,8 +7,9 @@ root where the sandbox can be built or as a student on Linux, start the fork
 server first and have it fork the grader itself (a worker: forkserver.py,
 `_worker`), which adopts the server for its kernels (the sandbox's, or off
 root the user-namespace view's): one torch import serves the grader, its
-checks and its kernels. This process only passes its arguments, environment, folder,
-standard streams and signals on, and exits with the worker's code.
+checks and its kernels. This process only passes its arguments,
+environment, folder, standard streams and signals on, and exits with the
+worker's code.
 
 The server's memory never holds a check or a submission: the worker, a fork
 of it, is the only process that reads them, and kernels are forked from the
@@ -19,13 +20,25 @@ and any warm start that cannot begin, runs the command line here as before
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-_WARM_COMMANDS = ("grade", "check")
+# The options of the commands a warm start serves that take a value, as cli.py
+# declares them (tests/hostile/test_warm_start.py holds the two to each other).
+VALUED = {
+    "grade": frozenset(
+        {
+            *("-a", "--assignment", "--json", "--out", "-j", "--jobs", "--dask", "--student", "--roster"),
+            *("--gradescope", "--cell-timeout", "--notebook-timeout", "--docker", "--gpus", "--memory", "--cpus"),
+        }
+    ),
+    "check": frozenset(["-a", "--assignment", "--format"]),
+}
 _COLD_OPTIONS = ("--out", "--docker", "--dask", "-h", "--help")  # a batch's own workers; a container; help
+_NOTEBOOK_LIMIT = 64 << 20  # bytes of a notebook read here; a larger one is graded cold (and likely refused)
 
 
 def main() -> None:
@@ -39,28 +52,79 @@ def main() -> None:
 
 
 def wanted(args: Sequence[str]) -> bool:
-    """Whether this command line is one a warm start serves here (an honest
-    guess from the words alone: a wrong one costs time, never a result)."""
+    """Whether this command line is one a warm start serves: `grade` or
+    `check` of notebook files that are notebooks, as assignments the course
+    has, on Linux outside the grading container. Anything it does not
+    understand runs cold: a usage error or a rejected file is said at once,
+    without importing torch first (a wrong guess costs time, never a result)."""
     if sys.platform != "linux" or os.environ.get("AUTOGRADER_IN_CONTAINER") == "1":
         return False
     if os.environ.get("AUTOGRADER_WARM", "1") == "0" or os.environ.get("AUTOGRADER_FORKSERVER", "1") == "0":
         return False
-    words = list(args)
-    while words and words[0].startswith("--course"):  # the group's one option
-        words = words[1:] if "=" in words[0] else words[2:]
-    if not words or words[0] not in _WARM_COMMANDS:
+    parsed = _parsed(args)
+    if parsed is None:
         return False
-    return not any(word.split("=", 1)[0] in _COLD_OPTIONS for word in words[1:])
+    course, names, words = parsed
+    if not words or any(_notebook_text(Path(word)) is None for word in words):
+        return False
+    return all((course / "assignments" / name).is_dir() for name in names)
+
+
+def _parsed(args: Sequence[str]) -> tuple[Path, list[str], list[str]] | None:
+    """The course folder, the assignment names and the other words of a warm
+    command line; None where it is not one."""
+    rest = iter(args)
+    course, command = None, next(rest, None)
+    while command is not None and command.partition("=")[0] == "--course":  # the group's one option
+        course = command.partition("=")[2] or next(rest, None)
+        if not course:
+            return None
+        command = next(rest, None)
+    if command not in VALUED:
+        return None
+    names, positional = [], []
+    for word in rest:
+        option, _, attached = word.partition("=")
+        if option in _COLD_OPTIONS or word == "--":
+            return None
+        if option in VALUED[command]:
+            value = attached or next(rest, None)
+            if value is None:
+                return None
+            if option in ("-a", "--assignment"):
+                names.append(value)
+        elif not word.startswith("-"):
+            positional.append(word)
+    return (Path(course) if course else _default_course()), names, positional
+
+
+def _default_course() -> Path:
+    """Course.default()'s folder, without importing the grader."""
+    package = Path(__file__).resolve().parent
+    return package.parent if (package.parent / "assignments").is_dir() else package / "course"
+
+
+def _notebook_text(path: Path) -> str | None:
+    """A notebook file's text where it reads as a notebook (JSON holding a
+    list of cells); None for anything the grader would refuse or look at twice."""
+    try:
+        if path.suffix != ".ipynb" or not path.is_file() or path.stat().st_size > _NOTEBOOK_LIMIT:
+            return None
+        text = path.read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
+        return None
+    return text
 
 
 def run_warm(argv: Sequence[str]) -> int | None:
     """Run the command line in a worker forked from a fresh fork server; its
     exit code, or None where no server could start (then run it cold)."""
     from autograder.isolation.forkserver import served
-    from autograder.isolation.namespaces import ForkServer, missing_for_the_sandbox
+    from autograder.isolation.namespaces import ForkServer
 
-    if os.geteuid() == 0 and missing_for_the_sandbox():
-        return None  # root without the sandbox (the fresh-uid tier): its kernels are not forked
     server = ForkServer(own_session=True, preload=_preload(argv))
     try:
         if not server.ready():
@@ -83,19 +147,11 @@ def _preload(argv: Sequence[str]) -> tuple[str, ...]:
     second (it loads torch's compiler), which a torch-only notebook need not
     pay. Only this process looks at the files, and only for the word; the
     server is told a module's name, nothing of a submission."""
-    named = [Path(word) for word in argv[1:] if not word.startswith("-")]
-    notebooks = [path for path in named if path.suffix == ".ipynb" and path.is_file()]
-    if any(path.is_dir() for path in named) or any(_mentions(path, b"torchvision") for path in notebooks):
+    parsed = _parsed(argv[1:])
+    words = parsed[2] if parsed else []
+    if any("torchvision" in (_notebook_text(Path(word)) or "torchvision") for word in words):
         return ("torchvision",)
     return ()
-
-
-def _mentions(path: Path, word: bytes, limit: int = 64 << 20) -> bool:
-    try:
-        with path.open("rb") as notebook:
-            return word in notebook.read(limit) or bool(notebook.read(1))  # past the limit: assume it does
-    except OSError:
-        return True
 
 
 def _grader_threads() -> int:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -284,3 +285,40 @@ def test_a_script_calls_the_library_without_the_cli(two_assignments: Path, tmp_p
         grade_batch_into([tmp_path / "gone"], out=tmp_path / "results", course=course)
     with pytest.raises(UnknownAssignmentError):
         grade_batch_into([tmp_path / "class"], out=tmp_path / "results", course=course, assignments=["gamma"])
+
+
+def test_the_warm_start_knows_which_options_take_a_value() -> None:
+    """warm.py reads the command line before click does (it must not import
+    the grader): its table of options that take a value is cli.py's."""
+    from autograder.warm import VALUED
+
+    for name, valued in VALUED.items():
+        command = cli.commands[name]
+        declared = {o for p in command.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts}
+        assert declared == valued, name
+
+
+def test_the_warm_start_serves_notebooks_and_leaves_the_rest_cold(tmp_path: Path) -> None:
+    from autograder.warm import wanted
+
+    good = ROOT / "solutions" / TENSORS / f"{TENSORS}.ipynb"
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{not json")
+    report = tmp_path / "old.json"
+    report.write_text("{}")
+    assert wanted(["grade", str(good), "--json", str(report)])
+    assert wanted(["--course", str(ROOT), "check", "--json", str(good), "-a", TENSORS])
+    assert wanted(["--course=" + str(ROOT), "grade", str(good), "-a=" + TENSORS, "--cell-timeout", "5"])
+    for cold in (
+        ["grade", str(good), "--out", str(tmp_path)],
+        ["grade", str(good), "--docker=img"],
+        ["grade", str(good), "-a", "no_such"],
+        ["grade", str(bad)],
+        ["grade", str(good), str(bad)],
+        ["grade", str(tmp_path)],
+        ["grade", str(good), "-h"],
+        ["list"],
+        [],
+        ["check", str(good), "-a"],
+    ):
+        assert not wanted(cold), cold

@@ -46,7 +46,7 @@ def test_wheel_is_dl_notebook_autograder_with_the_stand_ins_an_extra(wheel: zipf
     assert skimage and all(r.marker is not None and not r.marker.evaluate({"extra": ""}) for r in skimage)
     assert any(r.marker is not None and r.marker.evaluate({"extra": "standins"}) for r in skimage)
     (entry_points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
-    assert "autograder = autograder.cli:main" in wheel.read(entry_points).decode("utf-8")
+    assert "autograder = autograder.warm:main" in wheel.read(entry_points).decode("utf-8")
     assert "autograder/course/assignments/github/autograder-selfcheck.yml" in wheel.namelist()
 
 

@@ -280,15 +280,6 @@ def test_the_launcher_s_end_ends_the_worker_its_kernel_and_its_sandbox(tmp_path:
             launcher.stdout.close()
 
 
-def test_commands_the_warm_start_does_not_serve_run_as_before() -> None:
-    from autograder.warm import wanted
-
-    assert wanted(["grade", "a.ipynb"])
-    assert wanted(["--course", "c", "check", "a.ipynb"])
-    for cold in (["grade", "d", "--out", "o"], ["grade", "a.ipynb", "--docker=img"], ["list"], ["grade", "-h"], []):
-        assert not wanted(cold), cold
-
-
 def test_off_root_the_student_s_check_is_warm_too(
     student: other_user.OtherUser, user_namespaces: None, sentinel_course: tuple[Path, Path, Path]
 ) -> None:
