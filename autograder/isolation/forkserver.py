@@ -102,10 +102,13 @@ def served(path: str, request: dict[str, Any]) -> int | None:
     worker) with this process's standard streams, pass signals on to it, and
     return its exit code; None if it was not started."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.connect(path)
-    socket.send_fds(connection, [b"\0"], [0, 1, 2])  # it writes where this process would
-    _send(connection, request)
-    started = _receive(connection)
+    try:
+        connection.connect(path)
+        socket.send_fds(connection, [b"\0"], [0, 1, 2])  # it writes where this process would
+        _send(connection, request)
+        started = _receive(connection)
+    except OSError:
+        return None
     if started is None or "pid" not in started:
         return None
     pid = int(started["pid"])

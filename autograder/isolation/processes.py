@@ -90,10 +90,12 @@ def remove_dead_temp_folders() -> None:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def kill_everything_of(uid: int, cgroups: Iterable[Path] = (), timeout_s: float = 10.0) -> None:
+def kill_everything_of(uid: int, cgroups: Iterable[Path] = (), timeout_s: float = 30.0) -> None:
     """SIGKILL every process of the submission's user and in its cgroups, until
     none exists at all (zombies included). The one killer of every runner: the
-    sandbox, the fresh-uid tier, the grading container."""
+    sandbox, the fresh-uid tier, the grading container. A killed kernel whose
+    threads are still unwinding stays a zombie for a while ("Zl"): on a loaded
+    machine that took more than 10 s, hence the longer wait."""
     cgroups = list(cgroups)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -33,7 +33,15 @@ from autograder.results import SubmissionResult
 from tests import other_user
 from tests.conftest import ROOT, TENSORS, write_notebook
 from tests.hostile.attacks import ATTACKS, TRUST_ATTACKS, VIEW_ATTACKS
-from tests.hostile.test_hostile import SENTINEL, Arena, arena, hostile_notebook, sandbox_processes, tree_digest
+from tests.hostile.test_hostile import (
+    SENTINEL,
+    Arena,
+    arena,
+    graded_by_the_command,
+    hostile_notebook,
+    sandbox_processes,
+    tree_digest,
+)
 
 __all__ = ["arena"]  # the hostile suite's course, sentinels and listener, made anew for this module
 student, user_namespaces = other_user.student, other_user.user_namespaces  # the fixtures, for this module
@@ -198,11 +206,9 @@ def _graded_warm(arena: Arena, attack_id: str) -> SubmissionResult:
     attack = next(a for a in (*ATTACKS, *VIEW_ATTACKS, *TRUST_ATTACKS) if a.id == attack_id)
     path = hostile_notebook(arena, attack)
     before = tree_digest(arena.course.root, arena.out, arena.other.parent)
-    report = arena.root / f"{attack_id}.json"
-    done = _run("--course", str(arena.course.root), "grade", str(path), "-a", TENSORS, "--json", str(report))
-    assert done.returncode in (0, 1), done.stdout + done.stderr
+    result = graded_by_the_command(arena, path)
     assert tree_digest(arena.course.root, arena.out, arena.other.parent) == before, attack_id
-    return SubmissionResult.from_json(report.read_text())
+    return result
 
 
 @pytest.mark.parametrize("attack_id", WARM_ATTACKS)
