@@ -67,7 +67,7 @@ def wanted(args: Sequence[str]) -> bool:
     course, names, words = parsed
     if not words or any(_notebook_text(Path(word)) is None for word in words):
         return False
-    return all((course / "assignments" / name).is_dir() for name in names)
+    return all((course / "assignments" / name / f"{name}.ipynb").is_file() for name in names)  # Course.names()
 
 
 def _parsed(args: Sequence[str]) -> tuple[Path, list[str], list[str]] | None:

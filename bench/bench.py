@@ -62,6 +62,7 @@ def make_course(root: Path, count: int, name: str = "submissions") -> Path:
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell("import torch\ntotal = torch.tensor([1.0, 2.0, 3.0]).sum()")]
     nbformat.write(notebook, root / "assignments" / "one" / "one.ipynb")
+    nbformat.write(notebook, root / "assignments" / "onepublic" / "onepublic.ipynb")
     submissions = root / name
     submissions.mkdir()
     for index in range(count):
