@@ -106,13 +106,16 @@ def _default_course() -> Path:
 
 def _notebook_text(path: Path) -> str | None:
     """A notebook file's text where it reads as a notebook (JSON holding a
-    list of cells); None for anything the grader would refuse or look at twice."""
+    list of cells), read as intake reads it (a regular file, no link
+    followed, capped); None for anything else: the grader then says why."""
+    from autograder.staging import read_regular
+
+    if path.suffix != ".ipynb":
+        return None
     try:
-        if path.suffix != ".ipynb" or not path.is_file() or path.stat().st_size > _NOTEBOOK_LIMIT:
-            return None
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, limit=_NOTEBOOK_LIMIT).decode("utf-8")
         document = json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError):
+    except Exception:  # whatever it is (a link, a FIFO, too deep, too big), it is not for a warm start
         return None
     if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
         return None
@@ -137,7 +140,8 @@ def run_warm(argv: Sequence[str]) -> int | None:
             "encoding": sys.stdout.encoding or "utf-8",
             "threads": _grader_threads(),
         }
-        return served(str(server.socket), {"worker": job})
+        # the job (the grader's environment among it) goes to the worker alone, never through the server
+        return served(str(server.socket), {"worker": True}, json.dumps(job).encode())
     finally:
         server.stop()
 
@@ -149,9 +153,9 @@ def _preload(argv: Sequence[str]) -> tuple[str, ...]:
     server is told a module's name, nothing of a submission."""
     parsed = _parsed(argv[1:])
     words = parsed[2] if parsed else []
-    if any("torchvision" in (_notebook_text(Path(word)) or "torchvision") for word in words):
+    if len(words) != 1:  # several: whether one mentions it would be a bit of it in the others' kernels
         return ("torchvision",)
-    return ()
+    return ("torchvision",) if "torchvision" in (_notebook_text(Path(words[0])) or "torchvision") else ()
 
 
 def _grader_threads() -> int:

@@ -304,6 +304,10 @@ def test_the_warm_start_serves_notebooks_and_leaves_the_rest_cold(tmp_path: Path
     good = ROOT / "solutions" / TENSORS / f"{TENSORS}.ipynb"
     bad = tmp_path / "bad.ipynb"
     bad.write_text("{not json")
+    deep = tmp_path / "deep.ipynb"
+    deep.write_text("[" * 200_000)  # json.loads raises RecursionError
+    link = tmp_path / "link.ipynb"
+    link.symlink_to(good)
     report = tmp_path / "old.json"
     report.write_text("{}")
     assert wanted(["grade", str(good), "--json", str(report)])
@@ -315,6 +319,8 @@ def test_the_warm_start_serves_notebooks_and_leaves_the_rest_cold(tmp_path: Path
         ["grade", str(good), "-a", "no_such"],
         ["grade", str(bad)],
         ["grade", str(good), str(bad)],
+        ["grade", str(deep), str(good)],
+        ["grade", str(link)],
         ["grade", str(tmp_path)],
         ["grade", str(good), "-h"],
         ["list"],

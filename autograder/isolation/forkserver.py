@@ -56,7 +56,6 @@ _NAMESPACES = _CLONE_NEWNS | _CLONE_NEWUTS | _CLONE_NEWIPC | _CLONE_NEWPID | _CL
 _CLONE_NEWUSER = 0x10000000  # off root (a spec with `same_user`): `unshare --user --map-root-user` adds it
 _PR_SET_PDEATHSIG = 1
 _MAX_REQUEST = 4 * 1024 * 1024  # a launcher's request: the sandbox's spec and the kernel's command
-_WORKER_GRACE_S = 20.0  # for a worker whose launcher is gone to tear down its kernel and sandbox
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -97,18 +96,31 @@ def launch(path: str, spec: str, kernel: list[str]) -> int:
     return code
 
 
-def served(path: str, request: dict[str, Any]) -> int | None:
+def served(path: str, request: dict[str, Any], job: bytes | None = None) -> int | None:
     """Have the server at `path` fork what `request` asks for (a kernel, a
     worker) with this process's standard streams, pass signals on to it, and
-    return its exit code; None if it was not started."""
+    return its exit code; None if it was not started. A worker's `job` goes
+    through a pipe that only the worker reads: the server never holds it."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    reader, writer = os.pipe() if job is not None else (-1, -1)
     try:
         connection.connect(path)
-        socket.send_fds(connection, [b"\0"], [0, 1, 2])  # it writes where this process would
+        fds = [0, 1, 2, *([reader] if job is not None else [])]
+        socket.send_fds(connection, [b"\0"], fds)  # it writes where this process would
         _send(connection, request)
+        if job is not None:
+            os.close(reader)
+            reader = -1
+            with open(writer, "wb") as pipe:  # blocks until the worker has read it, if it is long
+                writer = -1
+                pipe.write(job)
         started = _receive(connection)
     except OSError:
         return None
+    finally:
+        for fd in (reader, writer):
+            if fd >= 0:
+                os.close(fd)
     if started is None or "pid" not in started:
         return None
     pid = int(started["pid"])
@@ -187,10 +199,15 @@ def _accept(server: socket.socket, workers: bool) -> set[int]:
     fds: list[int] = []
     try:
         connection.settimeout(10)
-        _, fds, _, _ = socket.recv_fds(connection, 1, 3)
+        _, fds, _, _ = socket.recv_fds(connection, 1, 4)
         request = _receive(connection)
-        kind = "worker" if workers and request is not None and "worker" in request else "spec"
-        if request is None or len(fds) != 3 or not isinstance(request.get(kind), dict):
+        if request is None:
+            return set()
+        kind = "worker" if workers and request.get("worker") is True else "spec"
+        if kind == "worker":  # its job is on the fourth descriptor, for the worker alone to read
+            if len(fds) != 4:
+                return set()
+        elif len(fds) != 3 or not isinstance(request.get(kind), dict):
             return set()
         connection.settimeout(None)
         holder = os.fork()
@@ -220,7 +237,7 @@ def _hold(
         try:
             connection.close()
             if worker:
-                _worker(request["worker"], fds, socket_path)
+                _worker(fds, socket_path)
             else:
                 _kernel(request, fds)
         finally:
@@ -234,7 +251,7 @@ def _hold(
         if ended in readable:
             break
         if not connection.recv(64):  # the launcher was killed: so is its kernel, or its worker
-            _end(child, ended, worker)
+            _end(child)
             break
     _, status = os.waitpid(child, 0)
     with contextlib.suppress(OSError):
@@ -255,14 +272,12 @@ def _new_namespaces(own_user: bool) -> None:
                 handle.write(text)
 
 
-def _end(child: int, ended: int, worker: bool) -> None:
-    """A kernel is killed; a worker is asked to stop (it tears down its sandbox)
-    and killed if it has not within the grace period."""
+def _end(child: int) -> None:
+    """The launcher is gone: its kernel, or its worker, is killed outright. A
+    worker killed so is a grader killed by SIGKILL: it writes no result, its
+    kernels die with their holders, and the next grader removes its sandbox."""
     with contextlib.suppress(ProcessLookupError):
-        os.kill(child, signal.SIGTERM if worker else signal.SIGKILL)
-    if worker and not select.select([ended], [], [], _WORKER_GRACE_S)[0]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
+        os.kill(child, signal.SIGKILL)
 
 
 def _kernel(request: dict[str, Any], fds: list[int]) -> None:
@@ -303,16 +318,19 @@ def _kernel(request: dict[str, Any], fds: list[int]) -> None:
     os._exit(code)
 
 
-def _worker(job: dict[str, Any], fds: list[int], socket_path: str) -> None:
+def _worker(fds: list[int], socket_path: str) -> None:
     """The command line of a warm start, run in this fork as the launcher
     would have run it, with the server's torch already imported."""
     import io
+    import traceback
 
     import torch
 
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the holder gone, the worker stops
-    for target, fd in enumerate(fds):
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the holder gone, so is the worker (as kill -9)
+    with open(fds[3], "rb") as pipe:
+        job = json.loads(pipe.read(_MAX_REQUEST + 1)[:_MAX_REQUEST])
+    for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     os.closerange(3, 65536)  # nothing of the server's: its socket, its pipe, the launcher's connection
     os.chdir(job["cwd"])
@@ -346,6 +364,9 @@ def _worker(job: dict[str, Any], fds: list[int], socket_path: str) -> None:
         code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
         if not isinstance(error.code, (int, type(None))):
             print(error.code, file=sys.stderr)
+    except BaseException:  # as the interpreter would: the traceback, and status 1
+        traceback.print_exc()
+        code = 1
     finally:
         import atexit
 

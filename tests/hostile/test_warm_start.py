@@ -2,9 +2,10 @@
 runs as a worker forked from the fork server, whose kernels are forked from the
 server alone. Here, through the real command as root:
 
-- a kernel's own memory (`gc.get_objects()`, `/proc/self/mem`) holds neither a
-  sentinel planted in the hidden checks nor one in an earlier submission that
-  the same worker graded, and the scan finds one the kernel made itself;
+- a kernel's own memory (`gc.get_objects()`, its heap and anonymous memory)
+  holds no sentinel planted in the hidden checks, in an earlier submission
+  that the same worker graded, or in the grader's environment, and the scan
+  finds one the kernel made itself;
 - the hostile suite's named subset (WARM_ATTACKS) holds on this start path;
 - the scores are those of the default start path;
 - the launcher's SIGTERM and SIGKILL take the worker, its kernel and its
@@ -24,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ student, user_namespaces = other_user.student, other_user.user_namespaces  # the
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 COMMAND = Path(sys.executable).parent / "autograder"
+ENVIRONMENT_SECRET = "AUTOGRADER_WARM_TEST_SECRET"
 # the attacks on what a warm start changes: the grader's environment and memory, its
 # processes and sockets, hidden material by path, and a kernel that dies
 WARM_ATTACKS = (
@@ -174,24 +176,30 @@ def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def sentinel_course(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+def sentinel_course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
     """A course whose hidden check holds one sentinel, a first submission that
-    plants another after its scan, and a second that scans."""
+    plants another after its scan, a second that scans, and a third in the
+    grader's environment."""
     root = tmp_path_factory.mktemp("warm")
     course = root / "course"
     (course / "assignments" / "warm" / "public_checks").mkdir(parents=True)
     (course / "solutions" / "warm" / "hidden_checks").mkdir(parents=True)
-    in_check, earlier, own = (f"WARM-{secrets.token_hex(12)}" for _ in range(3))
+    in_check, earlier, own, environment = (f"WARM-{secrets.token_hex(12)}" for _ in range(4))
     (course / "assignments" / "warm" / "public_checks" / "test_warm.py").write_text(PUBLIC_CHECK)
     (course / "solutions" / "warm" / "hidden_checks" / "test_hidden.py").write_text(
         HIDDEN_CHECK.format(sentinel=in_check)
     )
     (course / "solutions" / "warm" / "assignment.toml").write_text("cell_timeout_s = 120\nnotebook_timeout_s = 300\n")
-    scan = SCAN.format(parts={"check": _halves(in_check), "earlier": _halves(earlier), "own": _halves(own)})
+    parts = {"check": _halves(in_check), "earlier": _halves(earlier), "own": _halves(own)}
+    scan = SCAN.format(parts={**parts, "environment": _halves(environment)})
     write_notebook(course / "assignments" / "warm" / "warm.ipynb", scan)
     first = write_notebook(root / "a_first.ipynb", scan, f"planted = {earlier!r}")
     second = write_notebook(root / "b_second.ipynb", scan)
-    return course, first, second
+    # the grader's own environment: a long value (a key, a token) outlived its parsing in a
+    # server's freed memory, when the server was the one to read the worker's job
+    os.environ[ENVIRONMENT_SECRET] = "k" * 3000 + environment
+    yield course, first, second
+    os.environ.pop(ENVIRONMENT_SECRET, None)
 
 
 def test_a_kernel_holds_no_hidden_check_and_no_earlier_submission(sentinel_course: tuple[Path, Path, Path]) -> None:
@@ -200,6 +208,9 @@ def test_a_kernel_holds_no_hidden_check_and_no_earlier_submission(sentinel_cours
     assert done.returncode == 0, done.stdout + done.stderr
     assert "holds:" not in done.stdout, done.stdout
     assert len(re.findall(r"score 4/4", done.stdout)) == 2, done.stdout  # clean, forked, warm, hidden: each
+    alone = _run("--course", str(course), "grade", str(second), "-a", "warm")  # one notebook: the usual command
+    assert alone.returncode == 0 and "holds:" not in alone.stdout, alone.stdout
+    assert "score 4/4" in alone.stdout, alone.stdout
 
 
 def _graded_warm(arena: Arena, attack_id: str) -> SubmissionResult:
@@ -257,9 +268,10 @@ def _warm_processes() -> set[tuple[int, int]]:
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_the_launcher_s_end_ends_the_worker_its_kernel_and_its_sandbox(tmp_path: Path, how: signal.Signals) -> None:
     notebook = write_notebook(tmp_path / "sleeps.ipynb", "import time\nstarted = True\ntime.sleep(120)")
+    report = tmp_path / "result.json"
     before = _warm_processes()
     launcher = subprocess.Popen(
-        [str(COMMAND), "grade", str(notebook), "-a", TENSORS],
+        [str(COMMAND), "grade", str(notebook), "-a", TENSORS, "--json", str(report)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -278,6 +290,7 @@ def test_the_launcher_s_end_ends_the_worker_its_kernel_and_its_sandbox(tmp_path:
             time.sleep(0.2)
         assert _warm_processes() - before == set()
         assert sandbox_processes() == []
+        assert not report.exists()  # stopped, it wrote no result (killed, as a cold grader killed: none either)
     finally:
         if launcher.poll() is None:
             launcher.kill()
