@@ -13,7 +13,7 @@ worker's code.
 
 The server's memory never holds a check or a submission: the worker, a fork
 of it, is the only process that reads them, and kernels are forked from the
-server alone (SECURITY.md, "Kernels and the fork server"). Everything else,
+server alone (SECURITY.md, "The warm start"). Everything else,
 and any warm start that cannot begin, runs the command line here as before
 (`cli.main`). `AUTOGRADER_WARM=0` turns it off.
 """
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # The options of the commands a warm start serves that take a value, as cli.py
-# declares them (tests/hostile/test_warm_start.py holds the two to each other).
+# declares them (tests/test_cli.py holds the two to each other).
 VALUED = {
     "grade": frozenset(
         {
@@ -128,7 +128,10 @@ def run_warm(argv: Sequence[str]) -> int | None:
     from autograder.isolation.forkserver import served
     from autograder.isolation.namespaces import ForkServer
 
-    server = ForkServer(own_session=True, preload=_preload(argv))
+    try:
+        server = ForkServer(own_session=True, preload=_preload(argv))
+    except OSError:  # no folder for its socket, no process: the command runs cold, as it did
+        return None
     try:
         if not server.ready():
             return None

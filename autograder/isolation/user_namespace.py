@@ -1,8 +1,10 @@
 """The grading view off root: a student's machine, where the kernel cannot be
 another user but the operating system lets anyone make a user namespace.
 
-The kernel starts through `unshare --user --map-root-user` and the same
-namespaces and entry module as the sandbox (namespaces.py, entry.py): it sees
+The kernel starts through `unshare --user --map-root-user` (in a warm
+start's worker, a fork of its server whose holder makes the same user
+namespace: forkserver.py) and the same namespaces and entry module as the
+sandbox (namespaces.py, entry.py): it sees
 the same allow-list view (the system and the Python environment read-only,
 the public assets at /assets, /kaggle/input in both layouts and
 /kaggle/working, a read-only root, private temp folders), has no network
