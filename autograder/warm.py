@@ -42,8 +42,9 @@ _NOTEBOOK_LIMIT = 64 << 20  # bytes of a notebook read here; a larger one is gra
 
 
 def main() -> None:
-    if wanted(sys.argv[1:]):
-        code = run_warm(sys.argv)
+    preload = _plan(sys.argv[1:])
+    if preload is not None:
+        code = run_warm(sys.argv, preload)
         if code is not None:
             sys.exit(code)
     from autograder.cli import main as cold_main
@@ -57,17 +58,33 @@ def wanted(args: Sequence[str]) -> bool:
     has, on Linux outside the grading container. Anything it does not
     understand runs cold: a usage error or a rejected file is said at once,
     without importing torch first (a wrong guess costs time, never a result)."""
+    return _plan(args) is not None
+
+
+def _plan(args: Sequence[str]) -> tuple[str, ...] | None:
+    """What the server should import besides torch and ipykernel where a warm
+    start serves this command line (`wanted`); None where it does not.
+
+    torchvision where a notebook named may use it: importing it costs about a
+    second (it loads torch's compiler), which a torch-only notebook need not
+    pay. Only this process looks at the files, and only for the word; the
+    server is told a module's name, nothing of a submission."""
     if sys.platform != "linux" or os.environ.get("AUTOGRADER_IN_CONTAINER") == "1":
-        return False
+        return None
     if os.environ.get("AUTOGRADER_WARM", "1") == "0" or os.environ.get("AUTOGRADER_FORKSERVER", "1") == "0":
-        return False
+        return None
     parsed = _parsed(args)
     if parsed is None:
-        return False
+        return None
     course, names, words = parsed
-    if not words or any(_notebook_text(Path(word)) is None for word in words):
-        return False
-    return all((course / "assignments" / name / f"{name}.ipynb").is_file() for name in names)  # Course.names()
+    texts = [_notebook_text(Path(word)) for word in words]
+    if not texts or None in texts:
+        return None
+    if not all((course / "assignments" / name / f"{name}.ipynb").is_file() for name in names):  # Course.names()
+        return None
+    if len(texts) != 1:  # several: whether one mentions it would be a bit of it in the others' kernels
+        return ("torchvision",)
+    return ("torchvision",) if "torchvision" in str(texts[0]) else ()
 
 
 def _parsed(args: Sequence[str]) -> tuple[Path, list[str], list[str]] | None:
@@ -122,14 +139,15 @@ def _notebook_text(path: Path) -> str | None:
     return text
 
 
-def run_warm(argv: Sequence[str]) -> int | None:
-    """Run the command line in a worker forked from a fresh fork server; its
-    exit code, or None where no server could start (then run it cold)."""
+def run_warm(argv: Sequence[str], preload: tuple[str, ...]) -> int | None:
+    """Run the command line in a worker forked from a fresh fork server that
+    also imported `preload`; its exit code, or None where no server could
+    start (then run it cold)."""
     from autograder.isolation.forkserver import served
     from autograder.isolation.namespaces import ForkServer
 
     try:
-        server = ForkServer(own_session=True, preload=_preload(argv))
+        server = ForkServer(own_session=True, preload=preload)
     except OSError:  # no folder for its socket, no process: the command runs cold, as it did
         return None
     try:
@@ -147,18 +165,6 @@ def run_warm(argv: Sequence[str]) -> int | None:
         return served(str(server.socket), {"worker": True}, json.dumps(job).encode())
     finally:
         server.stop()
-
-
-def _preload(argv: Sequence[str]) -> tuple[str, ...]:
-    """torchvision where a notebook named may use it: importing it costs about a
-    second (it loads torch's compiler), which a torch-only notebook need not
-    pay. Only this process looks at the files, and only for the word; the
-    server is told a module's name, nothing of a submission."""
-    parsed = _parsed(argv[1:])
-    words = parsed[2] if parsed else []
-    if len(words) != 1:  # several: whether one mentions it would be a bit of it in the others' kernels
-        return ("torchvision",)
-    return ("torchvision",) if "torchvision" in (_notebook_text(Path(words[0])) or "torchvision") else ()
 
 
 def _grader_threads() -> int:
