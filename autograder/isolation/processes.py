@@ -37,12 +37,15 @@ def claim(folder: Path, *, uid: int | None = None) -> None:
 
 def start_time(pid: int) -> str:
     """A process's start time (clock ticks since boot): with the pid, it names
-    the process even after the pid is reused. "gone" where /proc has no such pid."""
+    the process even after the pid is reused. "gone" where /proc has no such pid,
+    or only a killed one's zombie (a warm start's worker, killed with its
+    launcher, may take seconds to be reaped: what it left is a dead grader's)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return "gone"
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command's name
+    fields = stat.rsplit(")", 1)[1].split()  # counted after the command's name
+    return "gone" if fields[0] in ("Z", "X") else fields[19]  # the state (field 3), the start time (field 22)
 
 
 def owned_by_the_living(folder: Path) -> bool:
